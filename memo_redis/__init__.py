@@ -1,0 +1,38 @@
+"""memo_redis: decorator-based memoization on Redis.
+
+>>> from memo_redis import cached, invalidates
+>>> @cached(prefix="sql:{table}", category="data", ttl=300)   # doctest: +SKIP
+... def fetch(table, columns, where=()): ...
+"""
+
+from .config import RedisArgs
+from .context import disabled, get_default_cache, set_default_cache
+from .core import RedisCaching
+from .decorators import CachedFunction, CacheInfo, cached, invalidates
+from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
+from .keys import build_cache_key
+from .serialization import Codec, Serializer
+from .ttl import DEFAULT_TTLS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TTLS",
+    "CacheInfo",
+    "CacheUnavailable",
+    "CachedFunction",
+    "Codec",
+    "ConfigError",
+    "MemoRedisError",
+    "RedisArgs",
+    "RedisCaching",
+    "SerializationError",
+    "Serializer",
+    "__version__",
+    "build_cache_key",
+    "cached",
+    "disabled",
+    "get_default_cache",
+    "invalidates",
+    "set_default_cache",
+]

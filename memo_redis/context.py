@@ -1,0 +1,58 @@
+"""Process-wide state of the decorators: the default cache and the ``disabled()`` switch."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core import RedisCaching
+
+_default_cache: RedisCaching | None = None
+_default_lock = threading.Lock()
+caching_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "memo_redis_disabled", default=False
+)
+
+
+def get_default_cache() -> RedisCaching:
+    """The process-wide default cache, built from the environment on first use."""
+    global _default_cache
+    cache = _default_cache
+    if cache is None:
+        with _default_lock:
+            cache = _default_cache
+            if cache is None:
+                from .core import RedisCaching
+
+                cache = _default_cache = RedisCaching()
+    return cache
+
+
+def set_default_cache(cache: RedisCaching | None) -> None:
+    """Replace the default cache used by decorators given no ``cache=`` (None: rebuild lazily)."""
+    from .core import RedisCaching
+
+    if cache is not None and not isinstance(cache, RedisCaching):
+        raise TypeError(
+            f"set_default_cache() takes a RedisCaching or None, got {type(cache).__name__}"
+        )
+    global _default_cache
+    with _default_lock:
+        _default_cache = cache
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Turn caching off inside the ``with`` block, for the current thread or asyncio task only.
+
+    Decorated functions run their body on every call and store nothing; invalidations still run.
+    """
+    token = caching_disabled.set(True)
+    try:
+        yield
+    finally:
+        caching_disabled.reset(token)

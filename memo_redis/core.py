@@ -1,0 +1,791 @@
+"""RedisCaching: the thin caching core. The only module that talks to Redis.
+
+It owns the redis-py clients (one sync client, one async client per event loop, sharing the
+configuration), stores values in the envelope described in :mod:`memo_redis.envelope`, and
+implements race-free invalidation with generation tokens (see :mod:`memo_redis.layout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from . import envelope, layout, scripts
+from .breaker import CircuitBreaker
+from .config import RedisArgs
+from .exceptions import CacheUnavailable, ConfigError
+from .keys import glob_unescape, is_glob, literal_prefix, matches
+from .serialization import DecodeError, Serializer
+from .ttl import DEFAULT_TTLS, TTL, default_ttl, to_milliseconds
+
+if TYPE_CHECKING:
+    from .decorators import CachedFactory, InvalidatesFactory
+
+log = logging.getLogger("memo_redis")
+
+T = TypeVar("T")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS: Final = _Missing()
+"""Sentinel telling a miss from a cached ``None``."""
+
+_INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_DEFAULT_SOCKET_TIMEOUT = 1.0
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What one lookup saw: the decoded value (or MISS) and the state a later store must match."""
+
+    value: Any
+    generations: list[bytes | None]
+    fence: bytes | None
+    envelope: envelope.Envelope | None
+
+
+class _Script:
+    """A Lua script run by EVALSHA, loaded on NOSCRIPT (e.g. after a server restart)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def run(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        command: Callable[..., Any] = client.execute_command
+        try:
+            return command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            command("SCRIPT", "LOAD", self.source)
+            return command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def arun(self, client: redis.asyncio.Redis, keys: list[str], args: list[Any]) -> Any:
+        command: Callable[..., Any] = client.execute_command
+        try:
+            return await command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await command("SCRIPT", "LOAD", self.source)
+            return await command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+_STORE = _Script(scripts.STORE)
+_BUMP = _Script(scripts.BUMP)
+_INVALIDATE_ONE = _Script(scripts.INVALIDATE_ONE)
+_RELEASE = _Script(scripts.RELEASE)
+
+
+def _redact(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+class RedisCaching:
+    """A Redis cache with deterministic keys, race-free invalidation and fail-open behaviour.
+
+    ``RedisCaching()`` reads the environment (:meth:`RedisArgs.from_env`); ``RedisCaching(url)``,
+    ``RedisCaching(args)`` and ``RedisCaching(client=r)`` work too. Nothing connects until the
+    first command.
+
+    >>> cache = RedisCaching("redis://127.0.0.1:6390/0")
+    >>> cache.set("app_config", {"debug": False}, ttl=None)   # doctest: +SKIP
+
+    Failures of Redis never reach callers unless ``strict=True``: reads return their default,
+    writes return False, and after ``failure_threshold`` consecutive connection failures Redis is
+    skipped for ``reset_timeout`` seconds (circuit breaker).
+    """
+
+    def __init__(
+        self,
+        target: str | RedisArgs | None = None,
+        *,
+        client: redis.Redis | None = None,
+        namespace: str = "memo",
+        serializer: Serializer | str = "msgpack",
+        compress_threshold: int | None = 512,
+        digest_length: int = 16,
+        default_ttls: Mapping[str, int] | None = None,
+        strict: bool = False,
+        failure_threshold: int = 3,
+        reset_timeout: float = 1.0,
+        max_value_size: int | None = 8 * 1024 * 1024,
+        lock_timeout: float = 30.0,
+        lock_wait: float = 10.0,
+        fence_ttl: float = 60.0,
+        scan_threshold: int = 100_000,
+        scan_count: int = 1000,
+        race_protection: bool = True,
+    ) -> None:
+        if client is not None and target is not None:
+            raise ConfigError("pass either a target (URL or RedisArgs) or client=, not both")
+        if isinstance(target, str):
+            args = RedisArgs.from_url(target)
+        elif isinstance(target, RedisArgs):
+            args = target
+        elif target is None:
+            args = RedisArgs.from_env() if client is None else RedisArgs()
+        else:
+            raise ConfigError(
+                f"target must be a Redis URL, a RedisArgs or None, got {type(target).__name__}"
+            )
+        if not isinstance(namespace, str) or not namespace or "*" in namespace:
+            raise ConfigError(
+                f"namespace must be a non-empty string without '*', got {namespace!r}"
+            )
+        if isinstance(digest_length, bool) or not isinstance(digest_length, int) or not (
+            1 <= digest_length <= 64
+        ):
+            raise ConfigError(f"digest_length must be an integer in 1..64, got {digest_length!r}")
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("lock_wait", lock_wait),
+            ("fence_ttl", fence_ttl),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if max_value_size is not None and (
+            isinstance(max_value_size, bool) or not isinstance(max_value_size, int)
+            or max_value_size < 1
+        ):
+            raise ConfigError(
+                f"max_value_size must be a positive integer or None, got {max_value_size!r}"
+            )
+        self.args: RedisArgs = args
+        self.namespace = namespace
+        self.serializer = (
+            serializer
+            if isinstance(serializer, Serializer)
+            else Serializer(serializer, compress_threshold=compress_threshold)
+        )
+        self.digest_length = digest_length
+        self.default_ttls: dict[str, int] = dict(DEFAULT_TTLS)
+        if default_ttls:
+            for category, seconds in default_ttls.items():
+                to_milliseconds(seconds, f"default_ttls[{category!r}]")
+            self.default_ttls.update(default_ttls)
+        self.strict = strict
+        self.breaker = CircuitBreaker(failure_threshold, reset_timeout)
+        self.max_value_size = max_value_size
+        self.lock_timeout_ms = round(lock_timeout * 1000)
+        self.lock_wait = float(lock_wait)
+        self.fence_ttl_ms = round(fence_ttl * 1000)
+        self.scan_threshold = scan_threshold
+        self.scan_count = scan_count
+        self.race_protection = race_protection
+        self.before_store: Callable[[str], None] | None = None
+        """Test hook: called with the key between a computation's return and its store."""
+        self._client = client
+        self._owns_client = client is None
+        self._client_lock = threading.Lock()
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, redis.asyncio.Redis
+        ] = weakref.WeakKeyDictionary()
+        self._outage = False
+        self._warned: set[str] = set()
+        self._closed = False
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs = self.args.to_redis_kwargs()
+        # A cache must answer fast or not at all: bounded timeouts, at most one immediate retry
+        # (which reconnects a pooled connection broken by a server restart).
+        kwargs.setdefault("socket_timeout", _DEFAULT_SOCKET_TIMEOUT)
+        kwargs.setdefault("socket_connect_timeout", _DEFAULT_SOCKET_TIMEOUT)
+        return kwargs
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client (honours ``decode_responses``); created on first use."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    client = redis.Redis(
+                        **self._client_kwargs(),
+                        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                    )
+                    self._client = client
+        return client
+
+    @property
+    def async_client(self) -> redis.asyncio.Redis:
+        """The ``redis.asyncio`` client of the running event loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            from redis.asyncio.retry import Retry as AsyncRetry
+
+            if self._client is not None and not self._owns_client:
+                kwargs = _kwargs_from_pool(self._client)
+            else:
+                kwargs = self._client_kwargs()
+            client = redis.asyncio.Redis(
+                **kwargs,
+                retry=AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            )
+            self._async_clients[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the connection pools this cache created (a client passed in is left open)."""
+        self._closed = True
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop, then the sync one."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    def __enter__(self) -> RedisCaching:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RedisCaching:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisCaching({self.args.describe()}, namespace={self.namespace!r}, "
+            f"serializer={self.serializer!r}, strict={self.strict})"
+        )
+
+    __str__ = __repr__
+
+    # -- failure handling --------------------------------------------------------------------
+
+    def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
+        """Record a failure (breaker, one warning per outage) and build the error to raise."""
+        message = _redact(f"{op} failed on {self.args.describe()}: {exc}", self.args.password)
+        if isinstance(exc, _INFRA_ERRORS):
+            self.breaker.record_failure()
+            if not self._outage:
+                self._outage = True
+                log.warning("memo_redis: Redis unavailable, running uncached: %s", message)
+        else:
+            kind = type(exc).__name__
+            if kind not in self._warned:
+                self._warned.add(kind)
+                log.warning("memo_redis: Redis refused a command, running uncached: %s", message)
+        return CacheUnavailable(message)
+
+    def _circuit_open(self, op: str) -> CacheUnavailable:
+        return CacheUnavailable(
+            f"{op} skipped: Redis at {self.args.describe()} failed repeatedly "
+            f"(circuit open for {self.breaker.reset_timeout}s)"
+        )
+
+    def _succeeded(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.warning("memo_redis: Redis at %s is back, caching resumed", self.args.describe())
+        self.breaker.record_success()
+
+    def _execute(self, op: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if not self.breaker.allow():
+            raise self._circuit_open(op)
+        try:
+            result = fn(*args, **kwargs)
+        except RedisError as exc:
+            raise self._unavailable(op, exc) from exc
+        except OSError as exc:
+            raise self._unavailable(op, exc) from exc
+        self._succeeded()
+        return result
+
+    async def _aexecute(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.breaker.allow():
+            raise self._circuit_open(op)
+        try:
+            result = await fn(*args, **kwargs)
+        except RedisError as exc:
+            raise self._unavailable(op, exc) from exc
+        except OSError as exc:
+            raise self._unavailable(op, exc) from exc
+        self._succeeded()
+        return result
+
+    def _fail_open(self, error: CacheUnavailable, strict: bool | None, default: T) -> T:
+        if self.strict if strict is None else strict:
+            raise error
+        return default
+
+    # -- envelope ----------------------------------------------------------------------------
+
+    def _decode(self, raw: bytes | None, generations: list[bytes | None], fingerprint: bytes | None
+                ) -> tuple[Any, envelope.Envelope | None]:
+        """The value held by ``raw`` if it is valid under ``generations``, else MISS."""
+        if raw is None:
+            return MISS, None
+        env = envelope.unpack(raw)
+        if env is None:
+            try:
+                return self.serializer.decode_plain_json(raw), None
+            except (DecodeError, ValueError, UnicodeDecodeError):
+                self._warn_once(
+                    "undecodable", "a stored value is not memo_redis data; treated as a miss"
+                )
+                return MISS, None
+        if None in generations:
+            return MISS, None
+        if env.stamp != envelope.compute_stamp(generations):  # type: ignore[arg-type]
+            return MISS, None
+        if fingerprint is not None and env.fingerprint != fingerprint:
+            return MISS, None
+        try:
+            return self.serializer.decode(env.flags, env.body), env
+        except DecodeError:
+            self._warn_once("corrupt", "a stored value could not be decoded; treated as a miss")
+            return MISS, None
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("memo_redis: %s", message)
+
+    def _encode(self, value: Any, fingerprint: bytes | None = None,
+                early: tuple[int, int] | None = None) -> tuple[bytes, bytes] | None:
+        """Serialize ``value`` into (head, tail); None when it exceeds ``max_value_size``."""
+        flags, body = self.serializer.encode(value)
+        if self.max_value_size is not None and len(body) > self.max_value_size:
+            self._warn_once(
+                "too-large",
+                f"a value of {len(body)} bytes exceeds max_value_size={self.max_value_size} "
+                "and is not cached",
+            )
+            return None
+        return envelope.pack_tail(flags, body, fingerprint, early)
+
+    # -- lookup / store primitives (used by the decorators) -----------------------------------
+
+    @staticmethod
+    def _lookup_keys(key: str) -> list[str]:
+        return [*layout.generation_keys(layout.scope_of(key)), layout.fence_key(key), key]
+
+    def _parse_lookup(self, raws: list[bytes | None], fingerprint: bytes | None) -> Lookup:
+        generations = raws[:-2]
+        value, env = self._decode(raws[-1], generations, fingerprint)
+        return Lookup(value, generations, raws[-2], env)
+
+    def lookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        """Read ``key`` and the generations guarding it in one round trip.
+
+        Raises :class:`CacheUnavailable` on failure (callers decide whether to fail open).
+        """
+        raws = self._execute(
+            "lookup", self.client.execute_command, "MGET", *self._lookup_keys(key),
+            NEVER_DECODE=True,
+        )
+        return self._parse_lookup(raws, fingerprint)
+
+    async def alookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        """Async :meth:`lookup`."""
+        raws = await self._aexecute(
+            "lookup", self.async_client.execute_command, "MGET", *self._lookup_keys(key),
+            NEVER_DECODE=True,
+        )
+        return self._parse_lookup(raws, fingerprint)
+
+    def _store_call(self, key: str, parts: tuple[bytes, bytes], ttl_ms: int | None,
+                    seen: Lookup | None, token: bytes | None, stamp: bytes | None
+                    ) -> tuple[list[str], list[Any]]:
+        scope = layout.scope_of(key)
+        gens = layout.generation_keys(scope)
+        n = len(gens)
+        lock = layout.lock_key(key, stamp) if token is not None and stamp is not None else ""
+        index = layout.index_key(scope)
+        keys = [*gens, layout.fence_key(key), key, lock or key, index or key]
+        ttl_s = 0 if ttl_ms is None else -(-ttl_ms // 1000)
+        args: list[Any] = [
+            n, "c" if seen is not None else "u", parts[0], parts[1], ttl_ms or 0,
+            token or b"", (seen.fence or b"") if seen is not None else b"", ttl_s if index else -1,
+        ]
+        if not index:
+            keys[-1] = ""
+        if seen is not None:
+            args.extend(g or b"" for g in seen.generations)
+        else:
+            args.extend(b"" for _ in range(n))
+        args.extend(envelope.new_token() for _ in range(n))
+        return keys, args
+
+    def store(self, key: str, value: Any, ttl_ms: int | None, *, seen: Lookup | None = None,
+              fingerprint: bytes | None = None, token: bytes | None = None,
+              early: tuple[int, int] | None = None) -> bool:
+        """Store ``value`` at ``key``; with ``seen``, only if no invalidation happened since.
+
+        Returns False when refused or too large. Raises :class:`SerializationError` for a value
+        that cannot be encoded, :class:`CacheUnavailable` on failure.
+        """
+        parts = self._encode(value, fingerprint, early)
+        if parts is None:
+            return False
+        stamp = _stamp_of(seen) if token is not None and seen is not None else None
+        if self.before_store is not None:
+            self.before_store(key)
+        keys, args = self._store_call(key, parts, ttl_ms, seen if self.race_protection else None,
+                                      token, stamp)
+        return bool(self._execute("store", _STORE.run, self.client, keys, args))
+
+    async def astore(self, key: str, value: Any, ttl_ms: int | None, *, seen: Lookup | None = None,
+                     fingerprint: bytes | None = None, token: bytes | None = None,
+                     early: tuple[int, int] | None = None) -> bool:
+        """Async :meth:`store`."""
+        parts = self._encode(value, fingerprint, early)
+        if parts is None:
+            return False
+        stamp = _stamp_of(seen) if token is not None and seen is not None else None
+        if self.before_store is not None:
+            self.before_store(key)
+        keys, args = self._store_call(key, parts, ttl_ms, seen if self.race_protection else None,
+                                      token, stamp)
+        return bool(await self._aexecute("store", _STORE.arun, self.async_client, keys, args))
+
+    def try_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
+        """Take the single-flight lock of ``key`` (SET NX PX); True when this caller holds it."""
+        lock = layout.lock_key(key, _stamp_of(seen))
+        return bool(self._execute(
+            "lock", self.client.execute_command, "SET", lock, token, "NX", "PX",
+            self.lock_timeout_ms,
+        ))
+
+    async def atry_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
+        """Async :meth:`try_lock`."""
+        lock = layout.lock_key(key, _stamp_of(seen))
+        return bool(await self._aexecute(
+            "lock", self.async_client.execute_command, "SET", lock, token, "NX", "PX",
+            self.lock_timeout_ms,
+        ))
+
+    def lock_held(self, key: str, seen: Lookup) -> bool:
+        """Is the single-flight lock of ``key`` (under ``seen``'s generations) held?"""
+        lock = layout.lock_key(key, _stamp_of(seen))
+        return bool(self._execute("lock", self.client.execute_command, "EXISTS", lock))
+
+    async def alock_held(self, key: str, seen: Lookup) -> bool:
+        """Async :meth:`lock_held`."""
+        lock = layout.lock_key(key, _stamp_of(seen))
+        return bool(await self._aexecute("lock", self.async_client.execute_command, "EXISTS", lock))
+
+    def release(self, key: str, seen: Lookup, token: bytes) -> None:
+        """Release a lock this caller holds (compare-and-delete); errors are ignored."""
+        with contextlib.suppress(CacheUnavailable):
+            self._execute("unlock", _RELEASE.run, self.client,
+                          [layout.lock_key(key, _stamp_of(seen))], [token])
+
+    async def arelease(self, key: str, seen: Lookup, token: bytes) -> None:
+        """Async :meth:`release`."""
+        with contextlib.suppress(CacheUnavailable):
+            await self._aexecute("unlock", _RELEASE.arun, self.async_client,
+                                 [layout.lock_key(key, _stamp_of(seen))], [token])
+
+    # -- the public key/value API ----------------------------------------------------------
+
+    def set(self, key: str, value: Any, ttl: TTL = _UNSET, *, strict: bool | None = None) -> bool:
+        """Store ``value`` at ``key`` for ``ttl`` seconds (default: the ``data`` TTL, 300 s).
+
+        ``ttl=None`` stores without expiry; a zero or negative ttl is a ``ValueError``. Returns
+        True when stored, False when Redis failed (unless strict) or the value is too large.
+        A value that cannot be serialized raises :class:`SerializationError`; nothing is written.
+        """
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        _check_key(key)
+        try:
+            return self.store(key, value, ttl_ms)
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, False)
+
+    def get(self, key: str, default: Any = None, *, strict: bool | None = None) -> Any:
+        """The value at ``key``, or ``default`` on a miss, an invalidated or undecodable entry,
+        or a Redis failure (unless strict)."""
+        _check_key(key)
+        try:
+            value = self.lookup(key).value
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, default)
+        return default if value is MISS else value
+
+    async def aget(self, key: str, default: Any = None, *, strict: bool | None = None) -> Any:
+        """Async :meth:`get`."""
+        _check_key(key)
+        try:
+            value = (await self.alookup(key)).value
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, default)
+        return default if value is MISS else value
+
+    async def aset(self, key: str, value: Any, ttl: TTL = _UNSET, *,
+                   strict: bool | None = None) -> bool:
+        """Async :meth:`set`."""
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        _check_key(key)
+        try:
+            return await self.astore(key, value, ttl_ms)
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, False)
+
+    def delete(self, *keys: str, strict: bool | None = None) -> int:
+        """Delete ``keys``; returns how many existed. (Use :meth:`invalidate` to also fence
+        computations in flight.)"""
+        if not keys:
+            return 0
+        for key in keys:
+            _check_key(key)
+        try:
+            return int(self._execute("delete", self.client.delete, *keys))
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, 0)
+
+    def get_many(self, keys: Iterable[str], *, strict: bool | None = None) -> dict[str, Any]:
+        """The cached values of ``keys`` (missing ones left out), in one round trip."""
+        keys = list(dict.fromkeys(keys))
+        for key in keys:
+            _check_key(key)
+        if not keys:
+            return {}
+        gen_keys = list(dict.fromkeys(
+            g for key in keys for g in layout.generation_keys(layout.scope_of(key))
+        ))
+        try:
+            raws = self._execute("get_many", self.client.execute_command, "MGET", *gen_keys, *keys,
+                                 NEVER_DECODE=True)
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, {})
+        gen_values = dict(zip(gen_keys, raws[: len(gen_keys)], strict=True))
+        found: dict[str, Any] = {}
+        for key, raw in zip(keys, raws[len(gen_keys):], strict=True):
+            gens = [gen_values[g] for g in layout.generation_keys(layout.scope_of(key))]
+            value, _ = self._decode(raw, gens, None)
+            if value is not MISS:
+                found[key] = value
+        return found
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTL = _UNSET, *,
+                 strict: bool | None = None) -> bool:
+        """Store every item of ``mapping`` in one round trip (a pipeline of atomic stores)."""
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        calls = []
+        for key, value in mapping.items():
+            _check_key(key)
+            parts = self._encode(value)
+            if parts is not None:
+                calls.append(self._store_call(key, parts, ttl_ms, None, None, None))
+        if not calls:
+            return not mapping
+        try:
+            results = self._execute("set_many", self._pipeline_scripts, _STORE, calls)
+        except CacheUnavailable as error:
+            return self._fail_open(error, strict, False)
+        return all(results) and len(calls) == len(mapping)
+
+    def _pipeline_scripts(self, script: _Script, calls: list[tuple[list[str], list[Any]]]
+                          ) -> list[Any]:
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            queue: Callable[..., Any] = pipe.execute_command
+            for keys, args in calls:
+                queue("EVALSHA", script.sha, len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                load: Callable[..., Any] = self.client.execute_command
+                load("SCRIPT", "LOAD", script.source)
+                continue
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return list(results)
+        raise AssertionError("unreachable")
+
+    # -- invalidation ------------------------------------------------------------------------
+
+    def invalidate(self, pattern: str, *, strict: bool | None = None) -> int:
+        """Invalidate every entry matching a Redis glob ``pattern``; returns the number deleted.
+
+        Race-free: the generation of the pattern's literal prefix (``sql:users`` for
+        ``sql:users:*``, ``""`` for ``*``) is replaced first, so entries computed before this
+        call can neither be served nor stored afterwards. Then matching keys are unlinked:
+        through the per-table index (O(matches)) when the keyspace is larger than
+        ``scan_threshold``, else with SCAN + UNLINK in batches of ``scan_count`` (O(keyspace));
+        KEYS is never used. A pattern without glob characters invalidates that one key.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError(f"pattern must be a non-empty str, got {pattern!r}")
+        if not is_glob(pattern):
+            return self.invalidate_key(glob_unescape(pattern), strict=strict)
+        try:
+            prefix = literal_prefix(pattern)
+            self._execute("invalidate", _BUMP.run, self.client,
+                          [layout.generation_key(prefix)], [envelope.new_token()])
+            return self._execute("invalidate", self._unlink_matching, pattern, prefix)
+        except CacheUnavailable as error:
+            log.error("memo_redis: invalidation of %r failed; stale entries may be served "
+                      "until they expire: %s", pattern, error)
+            return self._fail_open(error, strict, 0)
+
+    def invalidate_key(self, key: str, *, strict: bool | None = None) -> int:
+        """Invalidate one entry (race-free: in-flight computations of it are fenced off).
+
+        Returns 1 when a live entry was deleted, else 0.
+        """
+        _check_key(key)
+        try:
+            return int(self._execute(
+                "invalidate", _INVALIDATE_ONE.run, self.client, [key, layout.fence_key(key)],
+                [envelope.new_token(), self.fence_ttl_ms],
+            ))
+        except CacheUnavailable as error:
+            log.error("memo_redis: invalidation of %r failed; a stale entry may be served "
+                      "until it expires: %s", key, error)
+            return self._fail_open(error, strict, 0)
+
+    async def ainvalidate_key(self, key: str, *, strict: bool | None = None) -> int:
+        """Async :meth:`invalidate_key`."""
+        _check_key(key)
+        try:
+            return int(await self._aexecute(
+                "invalidate", _INVALIDATE_ONE.arun, self.async_client,
+                [key, layout.fence_key(key)], [envelope.new_token(), self.fence_ttl_ms],
+            ))
+        except CacheUnavailable as error:
+            log.error("memo_redis: invalidation of %r failed; a stale entry may be served "
+                      "until it expires: %s", key, error)
+            return self._fail_open(error, strict, 0)
+
+    def _unlink_matching(self, pattern: str, prefix: str) -> int:
+        client = self.client
+        if int(client.dbsize()) > self.scan_threshold:
+            index = layout.index_key_for_prefix(prefix)
+            if client.exists(index):
+                return self._unlink_indexed(index, pattern, prefix)
+        deleted = 0
+        batch: list[bytes] = []
+        for raw_key in client.scan_iter(match=pattern, count=self.scan_count, _type=None):
+            key = raw_key if isinstance(raw_key, bytes) else raw_key.encode()
+            if layout.is_internal(key):
+                continue
+            batch.append(key)
+            if len(batch) >= self.scan_count:
+                deleted += int(client.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.unlink(*batch))
+        return deleted
+
+    def _unlink_indexed(self, index: str, pattern: str, prefix: str) -> int:
+        client = self.client
+        whole = pattern == (prefix + ":*")
+        deleted = 0
+        cursor = 0
+        command: Callable[..., Any] = client.execute_command
+        while True:
+            cursor, members = command(
+                "SSCAN", index, cursor, "COUNT", self.scan_count, NEVER_DECODE=True)
+            cursor = int(cursor)
+            chosen = [m for m in members if whole or matches(pattern, m.decode())]
+            if chosen:
+                pipe = client.pipeline(transaction=False)
+                pipe.unlink(*chosen)
+                pipe.srem(index, *chosen)
+                deleted += int(pipe.execute()[0])
+            if cursor == 0:
+                break
+        return deleted
+
+    async def ainvalidate(self, pattern: str, *, strict: bool | None = None) -> int:
+        """Async :meth:`invalidate`: runs the blocking scan in a worker thread."""
+        return await asyncio.to_thread(self.invalidate, pattern, strict=strict)
+
+    # -- health and stats --------------------------------------------------------------------
+
+    def check_cache_health(self) -> bool:
+        """True when Redis answers PING; never raises."""
+        try:
+            return bool(self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    def hit_rate(self) -> float:
+        """Keyspace hit rate of the server in percent (0.0 when no lookups yet), as in the seed.
+
+        Counts every key the server looked up, including memo_redis's generation keys.
+        """
+        try:
+            info = self._execute("hit_rate", self.client.info, "stats")
+        except CacheUnavailable as error:
+            return self._fail_open(error, None, 0.0)
+        hits = int(info.get("keyspace_hits", 0))
+        misses = int(info.get("keyspace_misses", 0))
+        total = hits + misses
+        return 0.0 if total == 0 else hits / total * 100.0
+
+    def ttl_for(self, category: str) -> int:
+        """The default TTL (seconds) of ``category`` on this cache."""
+        return self.default_ttls.get(category, default_ttl(category))
+
+    # -- decorators bound to this cache ------------------------------------------------------
+
+    def cached(self, **options: Any) -> CachedFactory[..., Any]:
+        """``@cache.cached(...)``: :func:`memo_redis.cached` bound to this cache."""
+        from .decorators import cached
+
+        factory: CachedFactory[..., Any] = cached(cache=self, **options)
+        return factory
+
+    def invalidates(self, *patterns: str, **options: Any) -> InvalidatesFactory[..., Any]:
+        """``@cache.invalidates(...)``: :func:`memo_redis.invalidates` bound to this cache."""
+        from .decorators import invalidates
+
+        factory: InvalidatesFactory[..., Any] = invalidates(*patterns, cache=self, **options)
+        return factory
+
+
+def _stamp_of(seen: Lookup) -> bytes:
+    gens = seen.generations
+    stamp = envelope.compute_stamp([g or b"-" for g in gens])
+    return stamp + (seen.fence or b"")[:8]
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"key must be a non-empty str, got {key!r}")
+
+
+def _kwargs_from_pool(client: redis.Redis) -> dict[str, Any]:
+    kwargs = dict(client.connection_pool.connection_kwargs)
+    if "path" in kwargs:
+        kwargs["unix_socket_path"] = kwargs.pop("path")
+    for name in ("retry", "connection_class"):
+        kwargs.pop(name, None)
+    return kwargs

@@ -1,0 +1,708 @@
+"""``@cached`` and ``@invalidates``, built on wrapt, for sync and async functions.
+
+>>> @cached(prefix="sql:{table}", category="data", ttl=300)      # doctest: +SKIP
+... def fetch(table, columns, where=()): ...
+>>> fetch.cache_key("users", ["id"])                             # doctest: +SKIP
+'sql:users:data:5be0c52a3f8d9e41'
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import string
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+
+import wrapt
+
+from . import envelope
+from .context import caching_disabled, get_default_cache
+from .core import MISS, Lookup, RedisCaching
+from .exceptions import CacheUnavailable, ConfigError
+from .flight import AsyncFlights, Flights
+from .keys import (
+    ArgumentBinder,
+    KeyTemplate,
+    canonical_bytes,
+    canonical_encode,
+    fingerprint_of,
+    glob_escape,
+)
+from .ttl import TTL, to_milliseconds
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_UNSET: Any = object()
+
+
+class CacheInfo(NamedTuple):
+    """Per-process counters of one ``@cached`` function, like ``functools.lru_cache``'s."""
+
+    hits: int
+    misses: int
+    errors: int
+    stores: int
+
+
+class CachedFunction(Protocol[P, R_co]):  # type: ignore[misc]
+    """A function decorated with :func:`cached`: callable as before, plus cache handles."""
+
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_clear(self) -> Any: ...
+
+
+CachedFactory = Callable[[Callable[P, R]], CachedFunction[P, R]]
+InvalidatesFactory = Callable[[Callable[P, R]], Callable[P, R]]
+
+
+@dataclass
+class _Stats:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    stores: int = 0
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, self.errors, self.stores)
+
+
+def _unwrap_descriptor(func: Any) -> tuple[Callable[..., Any], str]:
+    if isinstance(func, classmethod):
+        return func.__func__, "classmethod"
+    if isinstance(func, staticmethod):
+        return func.__func__, "staticmethod"
+    if not callable(func):
+        raise TypeError(f"memo_redis decorators take a function, got {type(func).__name__}")
+    return func, "function"
+
+
+def _reject_generators(raw: Callable[..., Any], decorator: str) -> None:
+    if inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw):
+        kind = "an async generator" if inspect.isasyncgenfunction(raw) else "a generator"
+        raise TypeError(
+            f"@{decorator} cannot decorate {raw.__qualname__}: it is {kind} function, whose "
+            "result is a lazy iterator that cannot be stored; return a list instead"
+        )
+
+
+def _owner(raw: Callable[..., Any]) -> str:
+    return f"{raw.__module__}.{raw.__qualname__}"
+
+
+class _Plan:
+    """Everything about one decorated function that does not depend on a call's arguments."""
+
+    def __init__(self, raw: Callable[..., Any], *, prefix: str | None, namespace: str | None,
+                 category: str, ignore: Collection[str], key: Callable[..., Any] | None,
+                 digest_length: int | None) -> None:
+        if not isinstance(category, str) or not category or ":" in category or "*" in category:
+            raise ConfigError(
+                f"category must be a non-empty string without ':' or '*', got {category!r}"
+            )
+        if key is not None and not callable(key):
+            raise ConfigError(f"key must be a callable returning a str, got {type(key).__name__}")
+        if digest_length is not None and (
+            isinstance(digest_length, bool) or not isinstance(digest_length, int)
+            or not 1 <= digest_length <= 64
+        ):
+            raise ConfigError(f"digest_length must be an integer in 1..64, got {digest_length!r}")
+        self.raw = raw
+        self.owner = _owner(raw)
+        self.category = category
+        self.key_fn = key
+        self.digest_length = digest_length
+        self.namespace = namespace
+        self.plain = ArgumentBinder(raw, ignore=ignore)
+        self.method = ArgumentBinder(raw, ignore=ignore, skip_first=True)
+        self.prefix = prefix
+        self.template = (
+            KeyTemplate(prefix, self.plain.parameters, owner=self.owner) if prefix else None
+        )
+        self._scopes: dict[str, str] = {}
+
+    def scope(self, cache: RedisCaching, bound: dict[str, Any] | None) -> str:
+        """``{prefix}:{category}``, e.g. ``sql:users:data`` or ``memo:app.fetch:data``."""
+        template = self.template
+        if template is None:
+            namespace = self.namespace or cache.namespace
+            scope = self._scopes.get(namespace)
+            if scope is None:
+                scope = self._scopes[namespace] = f"{namespace}:{self.owner}:{self.category}"
+            return scope
+        if template.is_static:
+            return f"{template.render({}, escape=False)}:{self.category}"
+        assert bound is not None
+        return f"{template.render(bound, escape=False)}:{self.category}"
+
+    def clear_pattern(self, cache: RedisCaching) -> str:
+        """A pattern matching every entry of this function (placeholders become ``*``)."""
+        if self.prefix is None:
+            return glob_escape(self.scope(cache, None)) + ":*"
+        pieces = []
+        for literal, field, _, _ in string.Formatter().parse(self.prefix):
+            pieces.append(glob_escape(literal))
+            if field is not None:
+                pieces.append("*")
+        return "".join(pieces) + f":{glob_escape(self.category)}:*"
+
+    def derive(self, cache: RedisCaching, instance: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> tuple[str, bytes]:
+        """The Redis key and the argument fingerprint of one call."""
+        if instance is None:
+            binder = self.plain
+            bound = binder.bind(args, kwargs)
+        else:
+            binder = self.method
+            bound = binder.bind((instance, *args), kwargs)
+        if self.key_fn is not None:
+            custom = self.key_fn(*args, **kwargs)
+            if not isinstance(custom, str) or not custom:
+                raise TypeError(
+                    f"key= of {self.owner} must return a non-empty str, got {custom!r}"
+                )
+            scope = self.scope(cache, bound)
+            return f"{scope}:{custom}", fingerprint_of(custom.encode())[1]
+        items = binder.key_items(bound)
+        if instance is not None and not isinstance(instance, type):
+            own_key = getattr(instance, "__cache_key__", None)
+            if own_key is not None:
+                items = [("self", canonical_encode(instance, "self")), *items]
+        digest, fingerprint = fingerprint_of(canonical_bytes(items))
+        scope = self.scope(cache, bound)
+        return f"{scope}:{digest[: self.digest_length or cache.digest_length]}", fingerprint
+
+
+def _resolve(cache: RedisCaching | None) -> RedisCaching:
+    return cache if cache is not None else get_default_cache()
+
+
+class _Cached:
+    """The behaviour shared by the sync and async wrappers of one ``@cached`` function."""
+
+    def __init__(self, plan: _Plan, *, cache: RedisCaching | None, ttl: TTL, unless:
+                 Callable[[Any], bool] | None, cache_none: bool, strict: bool | None,
+                 single_flight: bool, early_refresh: float, jitter: float) -> None:
+        self.plan = plan
+        self.cache = cache
+        self.ttl = ttl
+        self.unless = unless
+        self.cache_none = cache_none
+        self.strict = strict
+        self.single_flight = single_flight
+        self.beta = early_refresh
+        self.jitter = jitter
+        self.stats = _Stats()
+        self.is_async = False
+        self.flights = Flights()
+        self.aflights = AsyncFlights()
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    def ttl_ms(self, cache: RedisCaching) -> int | None:
+        ttl = cache.ttl_for(self.plan.category) if self.ttl is _UNSET else self.ttl
+        ms = to_milliseconds(ttl)
+        if ms is not None and self.jitter:
+            ms = max(1, round(ms * (1.0 - random.random() * self.jitter)))
+        return ms
+
+    def strict_for(self, cache: RedisCaching) -> bool:
+        return cache.strict if self.strict is None else self.strict
+
+    def failed(self, cache: RedisCaching, error: CacheUnavailable) -> None:
+        self.stats.errors += 1
+        if self.strict_for(cache):
+            raise error
+
+    def storable(self, result: Any) -> bool:
+        if result is None and not self.cache_none:
+            return False
+        return not (self.unless is not None and self.unless(result))
+
+    def due_early(self, look: Lookup) -> bool:
+        """XFetch: refresh before expiry with a probability growing as expiry approaches."""
+        env = look.envelope
+        if not self.beta or env is None or not env.flags & envelope.FLAG_EARLY:
+            return False
+        now_ms = time.time() * 1000.0
+        gap = -env.delta_ms * self.beta * math.log(random.random() or 1e-12)
+        return now_ms + gap >= env.expires_ms
+
+    def early(self, ttl_ms: int | None, delta_ms: int) -> tuple[int, int] | None:
+        if not self.beta or ttl_ms is None:
+            return None
+        return int(time.time() * 1000) + ttl_ms, delta_ms
+
+    def store(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+              result: Any, started: float, token: bytes | None) -> None:
+        elapsed = time.monotonic() - started
+        if not self.storable(result) or elapsed * 1000 >= cache.fence_ttl_ms:
+            if token is not None:
+                cache.release(key, look, token)
+            return
+        ttl_ms = self.ttl_ms(cache)
+        try:
+            if cache.store(key, result, ttl_ms, seen=look, fingerprint=fingerprint, token=token,
+                           early=self.early(ttl_ms, round(elapsed * 1000))):
+                self.stats.stores += 1
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+
+    async def astore(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                     result: Any, started: float, token: bytes | None) -> None:
+        elapsed = time.monotonic() - started
+        if not self.storable(result) or elapsed * 1000 >= cache.fence_ttl_ms:
+            if token is not None:
+                await cache.arelease(key, look, token)
+            return
+        ttl_ms = self.ttl_ms(cache)
+        try:
+            if await cache.astore(key, result, ttl_ms, seen=look, fingerprint=fingerprint,
+                                  token=token, early=self.early(ttl_ms, round(elapsed * 1000))):
+                self.stats.stores += 1
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+
+    # -- sync -----------------------------------------------------------------------------------
+
+    def call(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+        if caching_disabled.get():
+            return wrapped(*args, **kwargs)
+        cache = self.cache or get_default_cache()
+        key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        try:
+            look = cache.lookup(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return wrapped(*args, **kwargs)
+        if look.value is not MISS:
+            if self.beta and self.due_early(look):
+                return self.refresh_early(cache, key, fingerprint, look, wrapped, args, kwargs)
+            self.stats.hits += 1
+            return look.value
+        self.stats.misses += 1
+        if not self.single_flight:
+            started = time.monotonic()
+            result = wrapped(*args, **kwargs)
+            self.store(cache, key, fingerprint, look, result, started, None)
+            return result
+        return self.flights.run(
+            (key, _flight_id(look)), cache.lock_wait,
+            lambda: self.fill(cache, key, fingerprint, look, wrapped, args, kwargs),
+        )
+
+    def fill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+             wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Compute under the cross-process lock, or wait (bounded) for its holder's result."""
+        token = envelope.new_token()
+        deadline = time.monotonic() + cache.lock_wait
+        delay = 0.002
+        while True:
+            try:
+                if cache.try_lock(key, look, token):
+                    return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+            except CacheUnavailable as error:
+                self.failed(cache, error)
+                return wrapped(*args, **kwargs)
+            if time.monotonic() + delay > deadline:
+                return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            try:
+                again = cache.lookup(key, fingerprint)
+                if again.value is not MISS:
+                    return again.value
+                if _flight_id(again) != _flight_id(look):
+                    look = again  # invalidated meanwhile: compete under the new generations
+            except CacheUnavailable as error:
+                self.failed(cache, error)
+                return wrapped(*args, **kwargs)
+
+    def compute(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                token: bytes | None) -> Any:
+        started = time.monotonic()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException:
+            if token is not None:
+                cache.release(key, look, token)
+            raise
+        self.store(cache, key, fingerprint, look, result, started, token)
+        return result
+
+    def refresh_early(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                      wrapped: Callable[..., Any], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        token = envelope.new_token()
+        try:
+            acquired = cache.try_lock(key, look, token)
+        except CacheUnavailable:
+            acquired = False
+        if not acquired:
+            self.stats.hits += 1
+            return look.value
+        self.stats.misses += 1
+        return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+
+    def refresh(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        cache = _resolve(self.cache)
+        key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        try:
+            look = cache.lookup(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return wrapped(*args, **kwargs)
+        return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
+
+    # -- async ------------------------------------------------------------------------------------
+
+    async def acall(self, wrapped: Callable[..., Awaitable[Any]], instance: Any,
+                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if caching_disabled.get():
+            return await wrapped(*args, **kwargs)
+        cache = self.cache or get_default_cache()
+        key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        try:
+            look = await cache.alookup(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return await wrapped(*args, **kwargs)
+        if look.value is not MISS:
+            if self.beta and self.due_early(look):
+                return await self.arefresh_early(cache, key, fingerprint, look, wrapped, args,
+                                                 kwargs)
+            self.stats.hits += 1
+            return look.value
+        self.stats.misses += 1
+        if not self.single_flight:
+            started = time.monotonic()
+            result = await wrapped(*args, **kwargs)
+            await self.astore(cache, key, fingerprint, look, result, started, None)
+            return result
+        return await self.aflights.run(
+            (key, _flight_id(look)), cache.lock_wait,
+            lambda: self.afill(cache, key, fingerprint, look, wrapped, args, kwargs),
+        )
+
+    async def afill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                    wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        import asyncio
+
+        token = envelope.new_token()
+        deadline = time.monotonic() + cache.lock_wait
+        delay = 0.002
+        while True:
+            try:
+                if await cache.atry_lock(key, look, token):
+                    return await self.acompute(cache, key, fingerprint, look, wrapped, args,
+                                               kwargs, token)
+            except CacheUnavailable as error:
+                self.failed(cache, error)
+                return await wrapped(*args, **kwargs)
+            if time.monotonic() + delay > deadline:
+                return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs,
+                                           None)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            try:
+                again = await cache.alookup(key, fingerprint)
+                if again.value is not MISS:
+                    return again.value
+                if _flight_id(again) != _flight_id(look):
+                    look = again
+            except CacheUnavailable as error:
+                self.failed(cache, error)
+                return await wrapped(*args, **kwargs)
+
+    async def acompute(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                       wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                       kwargs: dict[str, Any], token: bytes | None) -> Any:
+        started = time.monotonic()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException:
+            if token is not None:
+                await cache.arelease(key, look, token)
+            raise
+        await self.astore(cache, key, fingerprint, look, result, started, token)
+        return result
+
+    async def arefresh_early(self, cache: RedisCaching, key: str, fingerprint: bytes,
+                             look: Lookup, wrapped: Callable[..., Awaitable[Any]],
+                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = envelope.new_token()
+        try:
+            acquired = await cache.atry_lock(key, look, token)
+        except CacheUnavailable:
+            acquired = False
+        if not acquired:
+            self.stats.hits += 1
+            return look.value
+        self.stats.misses += 1
+        return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+
+    async def arefresh(self, wrapped: Callable[..., Awaitable[Any]], instance: Any,
+                       args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        cache = _resolve(self.cache)
+        key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        try:
+            look = await cache.alookup(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return await wrapped(*args, **kwargs)
+        return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
+
+
+def _flight_id(look: Lookup) -> tuple[Any, ...]:
+    return (*look.generations, look.fence)
+
+
+class _Handles:
+    """The cache handles shared by the unbound and the bound wrapper."""
+
+
+    def _memo_core(self) -> _Cached:
+        raise NotImplementedError
+
+    def _memo_bind(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        """(instance, args) as the wrapper would receive them for a call with ``args``."""
+        return None, args
+
+    def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[RedisCaching, str]:
+        core = self._memo_core()
+        cache = _resolve(core.cache)
+        instance, args = self._memo_bind(args)
+        return cache, core.plan.derive(cache, instance, args, kwargs)[0]
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """The exact Redis key a call with these arguments uses."""
+        return self._memo_key(args, kwargs)[1]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+        """Invalidate the one entry of this call (race-free); returns the number deleted."""
+        cache, key = self._memo_key(args, kwargs)
+        if self._memo_core().is_async:
+            return cache.ainvalidate_key(key)
+        return cache.invalidate_key(key)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute this call now and store the result."""
+        core = self._memo_core()
+        instance, args = self._memo_bind(args)
+        wrapped = self.__wrapped__  # type: ignore[attr-defined]
+        if core.is_async:
+            return core.arefresh(wrapped, instance, args, kwargs)
+        return core.refresh(wrapped, instance, args, kwargs)
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, errors and stores counted in this process."""
+        return self._memo_core().stats.info()
+
+    def cache_clear(self) -> Any:
+        """Invalidate every entry of this function (all arguments); returns the number deleted."""
+        core = self._memo_core()
+        cache = _resolve(core.cache)
+        pattern = core.plan.clear_pattern(cache)
+        core.stats = _Stats()
+        if core.is_async:
+            return cache.ainvalidate(pattern)
+        return cache.invalidate(pattern)
+
+
+class _BoundCachedWrapper(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    def _memo_core(self) -> _Cached:
+        core: _Cached = self._self_parent._self_core
+        return core
+
+    def _memo_bind(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        binding = self._self_binding
+        if binding == "classmethod":
+            return self._self_owner, args
+        if binding == "staticmethod":
+            return None, args
+        instance = self._self_instance
+        if instance is None and args:  # unbound access: Class.method.cache_key(obj, ...)
+            return args[0], args[1:]
+        return instance, args
+
+
+class _CachedWrapper(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
+    """The object ``@cached`` returns; its handles bind like the function does."""
+
+    __bound_function_wrapper__ = _BoundCachedWrapper
+
+    def _memo_core(self) -> _Cached:
+        core: _Cached = self._self_core
+        return core
+
+
+def cached(
+    func: Callable[P, R] | None = None,
+    *,
+    prefix: str | None = None,
+    category: str = "data",
+    ttl: TTL = _UNSET,
+    cache: RedisCaching | None = None,
+    namespace: str | None = None,
+    ignore: Collection[str] = (),
+    key: Callable[..., str] | None = None,
+    unless: Callable[[Any], bool] | None = None,
+    cache_none: bool = True,
+    strict: bool | None = None,
+    single_flight: bool = True,
+    early_refresh: float | bool = False,
+    jitter: float = 0.0,
+    digest_length: int | None = None,
+) -> Any:
+    """Memoize a function's results in Redis.
+
+    Keys are ``{prefix}:{category}:{digest}``: ``prefix`` defaults to
+    ``{namespace}:{module.qualname}`` and may be a template filled from the call's arguments
+    (``"sql:{table}"`` gives ``sql:users:data:5be0c52a3f8d9e41``); the digest covers every
+    argument after binding to the signature and applying defaults, normalized and type-tagged (see :mod:`memo_redis.keys`).
+
+    ``ttl`` defaults to the category's TTL (data 300, schema 3600, metadata 7200, count 60, others
+    300; ``None`` = no expiry). Exceptions are never cached; ``None`` results are cached unless
+    ``cache_none=False``; ``unless(result)`` returning True skips storing. Concurrent misses of one
+    key run the body once (``single_flight``, across threads, tasks and processes). With
+    ``early_refresh`` (True, or an XFetch beta > 0) a hot entry is recomputed shortly before it
+    expires by one caller while the others keep the cached value; ``jitter`` (0..1) shortens each
+    TTL by a random fraction up to that value. A Redis failure runs the function uncached and
+    counts in ``cache_info().errors`` unless ``strict=True``, which raises ``CacheUnavailable``.
+    """
+    if isinstance(early_refresh, bool):
+        beta = 1.0 if early_refresh else 0.0
+    elif isinstance(early_refresh, (int, float)) and early_refresh >= 0:
+        beta = float(early_refresh)
+    else:
+        raise ConfigError(f"early_refresh must be a bool or a number >= 0, got {early_refresh!r}")
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter < 1:
+        raise ConfigError(f"jitter must be a number in [0, 1), got {jitter!r}")
+    if ttl is not _UNSET:
+        to_milliseconds(ttl)
+    if cache is not None and not isinstance(cache, RedisCaching):
+        raise ConfigError(f"cache must be a RedisCaching, got {type(cache).__name__}")
+    if isinstance(ignore, str):
+        ignore = (ignore,)
+
+    def decorate(target: Callable[P, R]) -> CachedFunction[P, R]:
+        raw, _ = _unwrap_descriptor(target)
+        _reject_generators(raw, "cached")
+        plan = _Plan(raw, prefix=prefix, namespace=namespace, category=category, ignore=ignore,
+                     key=key, digest_length=digest_length)
+        core = _Cached(plan, cache=cache, ttl=ttl, unless=unless, cache_none=cache_none,
+                       strict=strict, single_flight=single_flight, early_refresh=beta,
+                       jitter=jitter)
+        core.is_async = inspect.iscoroutinefunction(raw)
+        wrapper = _CachedWrapper(target, core.acall if core.is_async else core.call)
+        wrapper._self_core = core  # type: ignore[attr-defined]
+        return cast("CachedFunction[P, R]", wrapper)
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def invalidates(
+    *patterns: str,
+    cache: RedisCaching | None = None,
+    strict: bool | None = None,
+) -> Any:
+    """Invalidate cache entries after the decorated function runs (also when it raises).
+
+    Patterns are Redis globs, literal (``"sql:users:*"``) or templates filled from the call's
+    arguments (``"sql:{table}:*"``); substituted values are glob-escaped, so a table named
+    ``users*`` never widens the match. The function's result or exception passes through
+    unchanged. A failed invalidation is logged at error level (possible stale data), or raises
+    ``CacheUnavailable`` with ``strict=True``.
+    """
+    if not patterns:
+        raise ConfigError("@invalidates needs at least one pattern")
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"@invalidates patterns must be non-empty strings, got {pattern!r}")
+    if cache is not None and not isinstance(cache, RedisCaching):
+        raise ConfigError(f"cache must be a RedisCaching, got {type(cache).__name__}")
+
+    def decorate(target: Callable[P, R]) -> Callable[P, R]:
+        raw, _ = _unwrap_descriptor(target)
+        _reject_generators(raw, "invalidates")
+        binder = ArgumentBinder(raw)
+        owner = _owner(raw)
+        templates = [KeyTemplate(p, binder.parameters, owner=owner) for p in patterns]
+
+        def render(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+            if all(t.is_static for t in templates):
+                return [t.render({}, escape=True) for t in templates]
+            full = args if instance is None else (instance, *args)
+            bound = binder.bind(full, kwargs)
+            return [t.render(bound, escape=True) for t in templates]
+
+        if inspect.iscoroutinefunction(raw):
+            async def async_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
+                                    kwargs: dict[str, Any]) -> Any:
+                rendered = render(instance, args, kwargs)
+                try:
+                    result = await wrapped(*args, **kwargs)
+                except BaseException as exc:
+                    await _arun_invalidations(cache, rendered, strict, exc)
+                    raise
+                await _arun_invalidations(cache, rendered, strict, None)
+                return result
+
+            return cast("Callable[P, R]", wrapt.FunctionWrapper(target, async_wrapper))
+
+        def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> Any:
+            rendered = render(instance, args, kwargs)
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _run_invalidations(cache, rendered, strict, exc)
+                raise
+            _run_invalidations(cache, rendered, strict, None)
+            return result
+
+        return cast("Callable[P, R]", wrapt.FunctionWrapper(target, sync_wrapper))
+
+    return decorate
+
+
+def _run_invalidations(cache: RedisCaching | None, patterns: list[str], strict: bool | None,
+                       pending: BaseException | None) -> None:
+    target = _resolve(cache)
+    strict_mode = target.strict if strict is None else strict
+    for pattern in patterns:
+        try:
+            target.invalidate(pattern, strict=True)
+        except CacheUnavailable:
+            if strict_mode and pending is None:
+                raise
+            # fail open: invalidate() already logged the failure at error level
+
+
+async def _arun_invalidations(cache: RedisCaching | None, patterns: list[str],
+                              strict: bool | None, pending: BaseException | None) -> None:
+    target = _resolve(cache)
+    strict_mode = target.strict if strict is None else strict
+    for pattern in patterns:
+        try:
+            await target.ainvalidate(pattern, strict=True)
+        except CacheUnavailable:
+            if strict_mode and pending is None:
+                raise

@@ -1,0 +1,98 @@
+"""The stored envelope: what memo_redis writes around a serialized value.
+
+Layout of a value written by memo_redis (all integers big-endian)::
+
+    0xC1 | flags (1) | stamp (16 ASCII hex) | [fingerprint (16)]
+         | [expires_ms (8), delta_ms (4)] | body
+
+* ``0xC1`` is a byte msgpack never uses and JSON text never starts with, so a stored
+  value that does not start with it is a plain value in the seed's format (JSON text).
+* ``flags``: the low bits belong to :mod:`memo_redis.serialization` (codec, zlib);
+  ``FLAG_FINGERPRINT`` and ``FLAG_EARLY`` say which optional fields follow the stamp.
+* ``stamp``: the first 16 hex characters of ``sha1("|".join(generation tokens))`` of the
+  key's scopes when the computation *started*; the store script writes it, readers
+  recompute it from the generations they read, so an invalidated entry is a miss.
+* ``fingerprint``: 16 bytes of the sha256 of the full normalized call arguments; a digest
+  collision in the key is then a miss, never another call's result.
+* ``expires_ms``/``delta_ms``: wall-clock expiry and compute time, for early (XFetch)
+  refresh.
+
+The stamp and fingerprint are a storage format: changing them orphans cached entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+MAGIC = 0xC1
+MAGIC_BYTE = b"\xc1"
+FLAG_FINGERPRINT = 0x08
+FLAG_EARLY = 0x10
+STAMP_SIZE = 16
+FINGERPRINT_SIZE = 16
+_EARLY = struct.Struct(">QI")
+_HEADER = 2 + STAMP_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded envelope; ``body`` is still serialized."""
+
+    flags: int
+    stamp: bytes
+    fingerprint: bytes | None
+    expires_ms: int
+    delta_ms: int
+    body: bytes
+
+
+def compute_stamp(generations: list[bytes]) -> bytes:
+    """The stamp of a list of generation tokens, identical to the store script's computation."""
+    digest = hashlib.sha1(b"|".join(generations), usedforsecurity=False).hexdigest()
+    return digest[:STAMP_SIZE].encode()
+
+
+def new_token() -> bytes:
+    """A fresh random generation, fence or lock token."""
+    return os.urandom(8).hex().encode()
+
+
+def pack_tail(
+    flags: int,
+    body: bytes,
+    fingerprint: bytes | None = None,
+    early: tuple[int, int] | None = None,
+) -> tuple[bytes, bytes]:
+    """Split an envelope into the part before the stamp and the part after it.
+
+    The store script joins ``head + stamp + tail``: the stamp is only known on the server.
+    """
+    parts = []
+    if fingerprint is not None:
+        flags |= FLAG_FINGERPRINT
+        parts.append(fingerprint)
+    if early is not None:
+        flags |= FLAG_EARLY
+        parts.append(_EARLY.pack(*early))
+    parts.append(body)
+    return bytes((MAGIC, flags)), b"".join(parts)
+
+
+def unpack(raw: bytes) -> Envelope | None:
+    """Decode an envelope; ``None`` when ``raw`` is not one (a plain seed-format value)."""
+    if not raw or raw[0] != MAGIC or len(raw) < _HEADER:
+        return None
+    flags = raw[1]
+    pos = _HEADER
+    fingerprint = None
+    expires_ms = delta_ms = 0
+    if flags & FLAG_FINGERPRINT:
+        fingerprint = raw[pos : pos + FINGERPRINT_SIZE]
+        pos += FINGERPRINT_SIZE
+    if flags & FLAG_EARLY:
+        expires_ms, delta_ms = _EARLY.unpack_from(raw, pos)
+        pos += _EARLY.size
+    return Envelope(flags, raw[2:_HEADER], fingerprint, expires_ms, delta_ms, raw[pos:])

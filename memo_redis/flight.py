@@ -1,0 +1,94 @@
+"""In-process single-flight: concurrent callers of one key share one computation.
+
+The flight id includes the generations and fence the leader's lookup saw, so a caller whose lookup
+happened after an invalidation never joins a computation that started before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+
+class Flights:
+    """Thread single-flight: the first caller of an id runs ``compute``; the others wait for it.
+
+    A follower waits at most ``wait`` seconds, then runs ``compute`` itself. Followers receive the
+    leader's result or its exception.
+    """
+
+    __slots__ = ("_lock", "_running")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, Future[Any]] = {}
+
+    def run(self, flight_id: Hashable, wait: float, compute: Callable[[], Any]) -> Any:
+        """Run ``compute`` once for concurrent callers with the same ``flight_id``."""
+        with self._lock:
+            future = self._running.get(flight_id)
+            leader = future is None
+            if leader:
+                future = self._running[flight_id] = Future()
+        assert future is not None
+        if not leader:
+            try:
+                return future.result(timeout=wait)
+            except FutureTimeout:
+                return compute()
+        try:
+            result = compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                if self._running.get(flight_id) is future:
+                    del self._running[flight_id]
+
+
+class AsyncFlights:
+    """Task single-flight, one table per event loop."""
+
+    __slots__ = ("_loops",)
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future[Any]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def run(self, flight_id: Hashable, wait: float,
+                  compute: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``compute`` once for concurrent tasks with the same ``flight_id``."""
+        loop = asyncio.get_running_loop()
+        running = self._loops.get(loop)
+        if running is None:
+            running = self._loops[loop] = {}
+        future = running.get(flight_id)
+        if future is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), wait)
+            except asyncio.TimeoutError:
+                return await compute()
+        future = running[flight_id] = loop.create_future()
+        try:
+            result = await compute()
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: followers may be gone
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if running.get(flight_id) is future:
+                del running[flight_id]

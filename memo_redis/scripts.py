@@ -1,0 +1,76 @@
+"""Lua scripts that make a store, an invalidation and a lock release atomic on the server.
+
+Every script touches only the keys it is given, so on Redis Cluster the caller can keep one atomic
+step in one hash slot.
+"""
+
+from __future__ import annotations
+
+# KEYS: gen_1..gen_n, fence, value, lock, index   (index may be "" for none)
+# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked), head, tail,
+#       ttl_ms ("0" = no expiry), lock token ("" = none), observed fence ("" = none),
+#       index ttl s ("0" = none),
+#       then n observed generations ("" = missing), then n fresh tokens for missing generations.
+# Returns 1 when stored, 0 when refused (an invalidation happened since the lookup).
+STORE = """
+local n = tonumber(ARGV[1])
+local vkey, lock, idx = KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
+local token = ARGV[6]
+local function release()
+  if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
+end
+local checked = ARGV[2] == 'c'
+if checked and (redis.call('GET', KEYS[n + 1]) or '') ~= ARGV[7] then release() return 0 end
+local gens = {}
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  if checked and (cur or '') ~= ARGV[8 + i] then release() return 0 end
+  if not cur then
+    cur = ARGV[8 + n + i]
+    redis.call('SET', KEYS[i], cur)
+  end
+  gens[i] = cur
+end
+local value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
+if idx ~= '' then
+  local fresh = redis.call('EXISTS', idx) == 0
+  redis.call('SADD', idx, vkey)
+  local ittl = tonumber(ARGV[8])
+  if ittl <= 0 then
+    redis.call('PERSIST', idx)
+  else
+    local cur = redis.call('TTL', idx)
+    if fresh or (cur >= 0 and cur < ittl) then redis.call('EXPIRE', idx, ittl) end
+  end
+  -- amortized pruning of members whose entry has expired
+  for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
+    if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+  end
+end
+release()
+return 1
+"""
+
+# KEYS: gen_1..gen_n (the ancestors of a pattern's literal prefix are not needed: only its own)
+# ARGV: fresh token per key. Replaces every given generation, making entries stamped with the old
+# ones unreachable at once.
+BUMP = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i]) end
+return #KEYS
+"""
+
+# KEYS: value, fence. ARGV: fence token, fence ttl ms. Deletes one entry and fences in-flight
+# computations of it. Returns 1 when a live entry was deleted.
+INVALIDATE_ONE = """
+local existed = redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+return existed
+"""
+
+# KEYS: lock. ARGV: token. Compare-and-delete.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

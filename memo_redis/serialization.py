@@ -1,0 +1,531 @@
+"""Value codecs: msgpack (the default), JSON, and opt-in pickle, with optional zlib compression.
+
+A :class:`Serializer` turns a value into ``(flags, body)`` and back::
+
+    >>> s = Serializer()
+    >>> s.encode((1, "a"))
+    (0, b'\\xd6\\x01\\x92\\x01\\xa1a')
+    >>> s.decode(0, b'\\xd6\\x01\\x92\\x01\\xa1a')
+    (1, 'a')
+
+Flags
+-----
+``flags`` is a small int stored next to the body by the envelope module:
+
+=========== ============================================================================
+bits        meaning
+=========== ============================================================================
+0-1         ``FLAG_CODEC_MASK``: codec id, 0 msgpack, 1 json, 2 pickle (3 is unassigned)
+2           ``FLAG_ZLIB``: the body is zlib-compressed
+3 and up    reserved for the envelope module; :meth:`Serializer.decode` ignores them
+=========== ============================================================================
+
+``decode`` dispatches on the codec id in ``flags``, not on the configured codec, so entries
+written with another safe codec stay readable after a codec change. Pickle is the exception: only
+a serializer configured with ``codec="pickle"`` unpickles.
+
+msgpack extension types
+-----------------------
+The msgpack codec round-trips values exactly (type and value). Types msgpack has no native form
+for are stored as ext types. **This table is a storage format: changing a code or a layout
+orphans every cached entry and is a breaking change.**
+
+==== =========== =====================================================================
+code type        ext payload
+==== =========== =====================================================================
+0    int         outside msgpack's native range ``[-2**63, 2**64)``: two's complement,
+                 big-endian, minimal length
+1    tuple       msgpack array of the items (nested values use these same rules)
+2    set         msgpack array of the items
+3    frozenset   msgpack array of the items
+4    datetime    struct ``!HBBBBBIB``: year, month, day, hour, minute, second,
+                 microsecond, fold (12 bytes); aware values append struct ``!q``, the
+                 utcoffset in microseconds (20 bytes)
+5    date        struct ``!HBB``: year, month, day
+6    time        struct ``!BBBIB``: hour, minute, second, microsecond, fold (8 bytes);
+                 aware values append struct ``!q``, the utcoffset in microseconds
+7    timedelta   struct ``!iII``: days, seconds, microseconds
+8    Decimal     ``str(value)`` as ASCII (keeps NaN, sNaN, Infinity, exponent, zeros)
+9    UUID        the 16 bytes of ``UUID.bytes``
+==== =========== =====================================================================
+
+Aware datetimes and times come back with a fixed-offset :class:`datetime.timezone` equal to the
+original ``utcoffset()`` (the zone's name and rules are not stored). A datetime or time whose
+``utcoffset()`` is ``None`` is naive. Subclasses of the supported types (an ``IntEnum``, a
+``str`` subclass, ``OrderedDict``, a namedtuple, ...) raise
+:class:`~memo_redis.exceptions.SerializationError` rather than silently coming back as the base
+type. ``bytearray`` and ``memoryview`` come back as
+``bytes`` (msgpack packs them natively); values that are msgpack ``ExtType`` objects themselves
+are not supported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import functools
+import json
+import pickle
+import struct
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any, NoReturn, cast
+
+import msgpack
+
+from memo_redis.exceptions import ConfigError, MemoRedisError, SerializationError
+
+__all__ = ["FLAG_CODEC_MASK", "FLAG_ZLIB", "Codec", "DecodeError", "Serializer"]
+
+FLAG_CODEC_MASK = 0b011
+FLAG_ZLIB = 0b100
+
+
+class Codec(str, enum.Enum):
+    """The value codecs. ``PICKLE`` is never a default: choosing it is an explicit opt-in."""
+
+    MSGPACK = "msgpack"
+    JSON = "json"
+    PICKLE = "pickle"
+
+
+_CODEC_IDS: dict[Codec, int] = {Codec.MSGPACK: 0, Codec.JSON: 1, Codec.PICKLE: 2}
+
+
+class DecodeError(MemoRedisError, ValueError):
+    """A stored body cannot be decoded: corrupt or foreign bytes, an unknown codec id, or pickle
+    data read by a serializer not configured for pickle. Callers treat it as a cache miss."""
+
+
+class _UnsupportedType(TypeError):
+    """Raised inside the codecs' hooks to report the type that has no encoding."""
+
+    def __init__(self, cls: type, detail: str = "") -> None:
+        super().__init__(cls.__qualname__)
+        self.cls = cls
+        self.detail = detail
+
+
+_BUILTIN_BASES: tuple[type, ...] = (
+    int, float, str, bytes, list, tuple, dict, set, frozenset,
+    _dt.datetime, _dt.date, _dt.time, _dt.timedelta, decimal.Decimal, uuid.UUID,
+)  # fmt: skip
+
+
+def _unsupported_message(cls: type, codec: Codec, detail: str = "") -> str:
+    message = f"cannot serialize value of type {cls.__qualname__!r} with codec {codec.value}"
+    if detail:
+        return f"{message}{detail}"
+    if codec is Codec.MSGPACK and issubclass(cls, _BUILTIN_BASES):
+        return (
+            f"{message} (subclasses of built-in types are not supported: convert the value to "
+            "its base type, or use codec='pickle')"
+        )
+    return message
+
+
+# --- msgpack ---------------------------------------------------------------------------------
+
+_EXT_BIGINT = 0
+_EXT_TUPLE = 1
+_EXT_SET = 2
+_EXT_FROZENSET = 3
+_EXT_DATETIME = 4
+_EXT_DATE = 5
+_EXT_TIME = 6
+_EXT_TIMEDELTA = 7
+_EXT_DECIMAL = 8
+_EXT_UUID = 9
+
+_DATETIME = struct.Struct("!HBBBBBIB")
+_DATETIME_AWARE = struct.Struct("!HBBBBBIBq")
+_DATE = struct.Struct("!HBB")
+_TIME = struct.Struct("!BBBIB")
+_TIME_AWARE = struct.Struct("!BBBIBq")
+_TIMEDELTA = struct.Struct("!iII")
+_OFFSET = struct.Struct("!q")
+
+
+def _offset_microseconds(offset: _dt.timedelta) -> int:
+    return (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_timezone(offset_us: int) -> _dt.timezone:
+    return _dt.timezone(_dt.timedelta(microseconds=offset_us))
+
+
+def _pack_bigint(value: int) -> Any:
+    data = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+    return msgpack.ExtType(_EXT_BIGINT, data)
+
+
+def _pack_tuple(value: tuple[Any, ...]) -> Any:
+    return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
+
+
+def _pack_set(value: set[Any]) -> Any:
+    return msgpack.ExtType(_EXT_SET, _packb(list(value)))
+
+
+def _pack_frozenset(value: frozenset[Any]) -> Any:
+    return msgpack.ExtType(_EXT_FROZENSET, _packb(list(value)))
+
+
+def _pack_datetime(value: _dt.datetime) -> Any:
+    fields = (
+        value.year, value.month, value.day,
+        value.hour, value.minute, value.second, value.microsecond, value.fold,
+    )  # fmt: skip
+    offset = value.utcoffset()
+    if offset is None:
+        return msgpack.ExtType(_EXT_DATETIME, _DATETIME.pack(*fields))
+    data = _DATETIME_AWARE.pack(*fields, _offset_microseconds(offset))
+    return msgpack.ExtType(_EXT_DATETIME, data)
+
+
+def _pack_date(value: _dt.date) -> Any:
+    return msgpack.ExtType(_EXT_DATE, _DATE.pack(value.year, value.month, value.day))
+
+
+def _pack_time(value: _dt.time) -> Any:
+    fields = (value.hour, value.minute, value.second, value.microsecond, value.fold)
+    offset = value.utcoffset()
+    if offset is None:
+        return msgpack.ExtType(_EXT_TIME, _TIME.pack(*fields))
+    return msgpack.ExtType(_EXT_TIME, _TIME_AWARE.pack(*fields, _offset_microseconds(offset)))
+
+
+def _pack_timedelta(value: _dt.timedelta) -> Any:
+    data = _TIMEDELTA.pack(value.days, value.seconds, value.microseconds)
+    return msgpack.ExtType(_EXT_TIMEDELTA, data)
+
+
+def _pack_decimal(value: decimal.Decimal) -> Any:
+    return msgpack.ExtType(_EXT_DECIMAL, str(value).encode("ascii"))
+
+
+def _pack_uuid(value: uuid.UUID) -> Any:
+    return msgpack.ExtType(_EXT_UUID, value.bytes)
+
+
+# Keyed by exact type: the packer runs with strict_types=True, so subclasses reach the default
+# hook too and are refused here instead of being packed as their base type.
+_EXT_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    int: _pack_bigint,  # only reached when the int overflows msgpack's 64-bit forms
+    tuple: _pack_tuple,
+    set: _pack_set,
+    frozenset: _pack_frozenset,
+    _dt.datetime: _pack_datetime,
+    _dt.date: _pack_date,
+    _dt.time: _pack_time,
+    _dt.timedelta: _pack_timedelta,
+    decimal.Decimal: _pack_decimal,
+    uuid.UUID: _pack_uuid,
+}
+
+
+def _default(value: object) -> Any:
+    encoder = _EXT_ENCODERS.get(type(value))
+    if encoder is None:
+        raise _UnsupportedType(type(value))
+    return encoder(value)
+
+
+def _unpack_datetime(data: bytes) -> _dt.datetime:
+    if len(data) == _DATETIME.size:
+        year, month, day, hour, minute, second, micro, fold = _DATETIME.unpack(data)
+        return _dt.datetime(year, month, day, hour, minute, second, micro, fold=fold)
+    year, month, day, hour, minute, second, micro, fold, offset = _DATETIME_AWARE.unpack(data)
+    tz = _fixed_timezone(offset)
+    return _dt.datetime(year, month, day, hour, minute, second, micro, tz, fold=fold)
+
+
+def _unpack_date(data: bytes) -> _dt.date:
+    return _dt.date(*_DATE.unpack(data))
+
+
+def _unpack_time(data: bytes) -> _dt.time:
+    if len(data) == _TIME.size:
+        hour, minute, second, micro, fold = _TIME.unpack(data)
+        return _dt.time(hour, minute, second, micro, fold=fold)
+    hour, minute, second, micro, fold, offset = _TIME_AWARE.unpack(data)
+    return _dt.time(hour, minute, second, micro, _fixed_timezone(offset), fold=fold)
+
+
+def _unpack_timedelta(data: bytes) -> _dt.timedelta:
+    days, seconds, micro = _TIMEDELTA.unpack(data)
+    return _dt.timedelta(days=days, seconds=seconds, microseconds=micro)
+
+
+_EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    _EXT_BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
+    _EXT_TUPLE: lambda data: tuple(_unpackb(data)),
+    _EXT_SET: lambda data: set(_unpackb(data)),
+    _EXT_FROZENSET: lambda data: frozenset(_unpackb(data)),
+    _EXT_DATETIME: _unpack_datetime,
+    _EXT_DATE: _unpack_date,
+    _EXT_TIME: _unpack_time,
+    _EXT_TIMEDELTA: _unpack_timedelta,
+    _EXT_DECIMAL: lambda data: decimal.Decimal(data.decode("ascii")),
+    _EXT_UUID: lambda data: uuid.UUID(bytes=data),
+}
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    decoder = _EXT_DECODERS.get(code)
+    if decoder is None:
+        raise DecodeError(f"unknown msgpack ext type code {code}")
+    return decoder(data)
+
+
+_msgpack_packb = msgpack.packb
+_msgpack_unpackb = msgpack.unpackb
+
+
+def _packb(value: object) -> bytes:
+    # msgpack.packb builds a fresh Packer per call, which keeps encoding thread-safe and lets the
+    # default hook pack nested tuples and sets re-entrantly.
+    return cast(bytes, _msgpack_packb(value, default=_default, strict_types=True))
+
+
+def _unpackb(data: bytes) -> Any:
+    # Only ext types go through Python; lists, dicts, str, int, ... are built by the C unpacker.
+    # (A functools.partial here costs more than this call: it merges the keywords on every call.)
+    return _msgpack_unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def _json_default(value: object) -> NoReturn:
+    raise _UnsupportedType(type(value))
+
+
+_JSON_CONTAINERS = (dict, list, tuple)
+
+
+def _check_json_keys(value: object) -> None:
+    """Refuse non-str dict keys, which ``json`` would otherwise silently turn into strings."""
+    stack = [value]
+    seen: set[int] = set()  # a cycle must not loop forever
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise _UnsupportedType(
+                        type(key), " as a dict key (JSON object keys must be str)"
+                    )
+                if isinstance(child, _JSON_CONTAINERS):
+                    stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(child for child in item if isinstance(child, _JSON_CONTAINERS))
+
+
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+# Same output as the seed's json.dumps(value), but with a hook that names unsupported types.
+_PLAIN_JSON_ENCODER = json.JSONEncoder(default=_json_default)
+
+
+def _json_encode(encoder: json.JSONEncoder, value: object) -> bytes:
+    try:
+        body = encoder.encode(value).encode("utf-8")
+    except TypeError:
+        # json refuses keys such as tuples with a message that does not name the dict; report
+        # the key's type the same way as for keys json would have coerced.
+        _check_json_keys(value)
+        raise
+    # No "{" in the text means no dict anywhere, so the key walk can be skipped.
+    if b"{" in body:
+        _check_json_keys(value)
+    return body
+
+
+# --- pickle ----------------------------------------------------------------------------------
+
+
+def _pickle_dumps(value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _refuse_pickle(body: bytes) -> NoReturn:
+    raise DecodeError(
+        "refusing to unpickle a pickle-flagged body: this serializer's codec is not 'pickle'"
+    )
+
+
+def _unknown_codec(body: bytes) -> NoReturn:
+    raise DecodeError("unknown codec id 3 in flags (known: 0 msgpack, 1 json, 2 pickle)")
+
+
+# --- Serializer ------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r}")
+    return value
+
+
+class Serializer:
+    """Encodes values to ``(flags, body)`` and decodes them back; immutable.
+
+    ``codec`` is ``"msgpack"`` (default: exact round trips, see the module docstring),
+    ``"json"`` (JSON-native types only; tuples come back as lists) or ``"pickle"`` (an explicit
+    opt-in: only a pickle serializer ever unpickles). Bodies whose encoded length is at least
+    ``compress_threshold`` bytes are zlib-compressed at ``compress_level`` when that makes them
+    smaller; ``compress_threshold=None`` disables compression.
+
+    >>> Serializer(codec="json").encode({"a": [1, 2]})
+    (1, b'{"a":[1,2]}')
+    """
+
+    __slots__ = ("_code", "_decoders", "_encoder", "codec", "compress_level", "compress_threshold")
+
+    codec: Codec
+    compress_threshold: int | None
+    compress_level: int
+    _code: int
+    _encoder: Callable[[object], bytes]
+    _decoders: tuple[Callable[[bytes], Any], ...]
+
+    def __init__(
+        self,
+        codec: Codec | str = "msgpack",
+        *,
+        compress_threshold: int | None = 512,
+        compress_level: int = 6,
+    ) -> None:
+        try:
+            chosen = Codec(codec)
+        except ValueError:
+            choices = ", ".join(repr(c.value) for c in Codec)
+            raise ConfigError(f"codec must be one of {choices}, got {codec!r}") from None
+        if compress_threshold is not None:
+            _check_int("compress_threshold", compress_threshold)
+            if compress_threshold < 0:
+                raise ConfigError(
+                    f"compress_threshold must be >= 0 or None, got {compress_threshold!r}"
+                )
+        _check_int("compress_level", compress_level)
+        if not 0 <= compress_level <= 9:
+            raise ConfigError(f"compress_level must be between 0 and 9, got {compress_level!r}")
+
+        encoders: dict[Codec, Callable[[object], bytes]] = {
+            Codec.MSGPACK: _packb,
+            Codec.JSON: functools.partial(_json_encode, _JSON_ENCODER),
+            Codec.PICKLE: _pickle_dumps,
+        }
+        # Indexed by codec id so decode is one tuple lookup; the pickle slot refuses unless
+        # pickle was explicitly chosen.
+        unpickle: Callable[[bytes], Any] = _refuse_pickle
+        if chosen is Codec.PICKLE:
+            unpickle = pickle.loads
+        decoders: tuple[Callable[[bytes], Any], ...] = (
+            _unpackb,
+            json.loads,
+            unpickle,
+            _unknown_codec,
+        )
+        set_ = object.__setattr__
+        set_(self, "codec", chosen)
+        set_(self, "compress_threshold", compress_threshold)
+        set_(self, "compress_level", compress_level)
+        set_(self, "_code", _CODEC_IDS[chosen])
+        set_(self, "_encoder", encoders[chosen])
+        set_(self, "_decoders", decoders)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Serializer is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Serializer is immutable; cannot delete {name!r}")
+
+    def __repr__(self) -> str:
+        level = "" if self.compress_level == 6 else f", compress_level={self.compress_level}"
+        return (
+            f"Serializer(codec={self.codec.value!r}, "
+            f"compress_threshold={self.compress_threshold!r}{level})"
+        )
+
+    def encode(self, value: object) -> tuple[int, bytes]:
+        """Encode ``value`` to ``(flags, body)``.
+
+        ``flags`` is the codec id, plus ``FLAG_ZLIB`` when the body was compressed. Raises
+        :class:`~memo_redis.exceptions.SerializationError` naming the offending type, e.g.
+        ``cannot serialize value of type 'Foo' with codec msgpack``.
+        """
+        try:
+            payload = self._encoder(value)
+        except _UnsupportedType as exc:
+            raise SerializationError(_unsupported_message(exc.cls, self.codec, exc.detail)) from exc
+        except Exception as exc:  # recursion limits, circular references, unpicklable objects
+            message = _unsupported_message(type(value), self.codec, f": {exc}")
+            raise SerializationError(message) from exc
+        threshold = self.compress_threshold
+        if threshold is not None and len(payload) >= threshold:
+            compressed = zlib.compress(payload, self.compress_level)
+            if len(compressed) < len(payload):
+                return self._code | FLAG_ZLIB, compressed
+        return self._code, payload
+
+    def decode(self, flags: int, body: bytes) -> Any:
+        """Decode a body produced by :meth:`encode` with these ``flags``.
+
+        Dispatches on the codec id in ``flags``; bits above ``FLAG_ZLIB`` are ignored. Raises
+        :class:`DecodeError` for corrupt or foreign bytes, an unknown codec id, or pickle data
+        when this serializer's codec is not pickle.
+        """
+        if flags & FLAG_ZLIB:
+            try:
+                body = zlib.decompress(body)
+            except zlib.error as exc:
+                raise DecodeError(f"corrupt zlib body ({len(body)} bytes): {exc}") from exc
+        try:
+            if not flags & FLAG_CODEC_MASK:
+                # The default codec is inlined: the hit path pays for no extra Python call.
+                return _msgpack_unpackb(body, ext_hook=_ext_hook, strict_map_key=False)
+            return self._decoders[flags & FLAG_CODEC_MASK](body)
+        except DecodeError:
+            raise
+        # Any failure of a decoder on bad bytes (msgpack, json, struct, datetime, decimal...)
+        # must surface as one error type that callers turn into a cache miss.
+        except Exception as exc:
+            raise DecodeError(
+                f"cannot decode {len(body)}-byte body with flags {flags:#x}: {exc!r}"
+            ) from exc
+
+    def encode_plain_json(self, value: object) -> bytes:
+        """Encode ``value`` in the seed deployment's format: ``json.dumps(value)`` as UTF-8.
+
+        No header and no compression. Non-str dict keys and non-JSON types raise
+        :class:`~memo_redis.exceptions.SerializationError`.
+
+        >>> Serializer().encode_plain_json({"a": [1, 2]})
+        b'{"a": [1, 2]}'
+        """
+        try:
+            return _json_encode(_PLAIN_JSON_ENCODER, value)
+        except _UnsupportedType as exc:
+            message = _unsupported_message(exc.cls, Codec.JSON, exc.detail)
+            raise SerializationError(message) from exc
+        except Exception as exc:
+            message = _unsupported_message(type(value), Codec.JSON, f": {exc}")
+            raise SerializationError(message) from exc
+
+    def decode_plain_json(self, raw: bytes | str) -> Any:
+        """Decode a value stored in the seed deployment's plain JSON format.
+
+        ``raw`` may be ``str`` (a client with ``decode_responses=True``). Raises
+        :class:`DecodeError` when ``raw`` is not valid JSON.
+        """
+        try:
+            return json.loads(raw)
+        except (ValueError, TypeError) as exc:
+            raise DecodeError(f"cannot decode plain JSON body: {exc}") from exc
