@@ -31,7 +31,7 @@ from .config import RedisArgs
 from .exceptions import CacheUnavailable, ConfigError
 from .keys import glob_unescape, is_glob, literal_prefix, matches
 from .serialization import DecodeError, Serializer
-from .ttl import DEFAULT_TTLS, TTL, default_ttl, to_milliseconds
+from .ttl import CATEGORY_DEFAULT, DEFAULT_TTLS, TTL, default_ttl, to_milliseconds
 
 if TYPE_CHECKING:
     from .decorators import CachedFactory, InvalidatesFactory
@@ -53,7 +53,6 @@ MISS: Final = _Missing()
 
 _INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _DEFAULT_SOCKET_TIMEOUT = 1.0
-_UNSET: Any = object()
 
 
 @dataclass(slots=True)
@@ -513,14 +512,15 @@ class RedisCaching:
 
     # -- the public key/value API ----------------------------------------------------------
 
-    def set(self, key: str, value: Any, ttl: TTL = _UNSET, *, strict: bool | None = None) -> bool:
+    def set(self, key: str, value: Any, ttl: TTL = CATEGORY_DEFAULT, *,
+            strict: bool | None = None) -> bool:
         """Store ``value`` at ``key`` for ``ttl`` seconds (default: the ``data`` TTL, 300 s).
 
         ``ttl=None`` stores without expiry; a zero or negative ttl is a ``ValueError``. Returns
         True when stored, False when Redis failed (unless strict) or the value is too large.
         A value that cannot be serialized raises :class:`SerializationError`; nothing is written.
         """
-        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is CATEGORY_DEFAULT else ttl)
         _check_key(key)
         try:
             return self.store(key, value, ttl_ms)
@@ -546,10 +546,10 @@ class RedisCaching:
             return self._fail_open(error, strict, default)
         return default if value is MISS else value
 
-    async def aset(self, key: str, value: Any, ttl: TTL = _UNSET, *,
+    async def aset(self, key: str, value: Any, ttl: TTL = CATEGORY_DEFAULT, *,
                    strict: bool | None = None) -> bool:
         """Async :meth:`set`."""
-        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is CATEGORY_DEFAULT else ttl)
         _check_key(key)
         try:
             return await self.astore(key, value, ttl_ms)
@@ -592,10 +592,10 @@ class RedisCaching:
                 found[key] = value
         return found
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: TTL = _UNSET, *,
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTL = CATEGORY_DEFAULT, *,
                  strict: bool | None = None) -> bool:
         """Store every item of ``mapping`` in one round trip (a pipeline of atomic stores)."""
-        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is _UNSET else ttl)
+        ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is CATEGORY_DEFAULT else ttl)
         calls = []
         for key, value in mapping.items():
             _check_key(key)
@@ -753,6 +753,37 @@ class RedisCaching:
     def ttl_for(self, category: str) -> int:
         """The default TTL (seconds) of ``category`` on this cache."""
         return self.default_ttls.get(category, default_ttl(category))
+
+    # -- the seed's SQL API (implemented in memo_redis.sql) --------------------------------
+
+    def get_data_from_table(
+        self,
+        table: str,
+        column: list[str] | tuple[str, ...] | str,
+        where: list[str] | tuple[str, ...] | str = (),
+        beautify: bool = True,
+        fetcher: Callable[[], Any] | None = None,
+        ttl_seconds: TTL = CATEGORY_DEFAULT,
+    ) -> Any:
+        """Read-through cache of a SQL fetch; see :func:`memo_redis.sql.get_data_from_table`."""
+        from .sql import get_data_from_table
+
+        return get_data_from_table(self, table, column, where, beautify=beautify,
+                                   fetcher=fetcher, ttl_seconds=ttl_seconds)
+
+    def update_data_in_table(
+        self,
+        table: str,
+        data: Any,
+        column: list[str] | tuple[str, ...] | str,
+        where: list[str] | tuple[str, ...] | str = (),
+        writer: Callable[[], Any] | None = None,
+    ) -> Any:
+        """Write-through: run ``writer`` then invalidate ``sql:<table>:*`` (also when it raises);
+        see :func:`memo_redis.sql.update_data_in_table`."""
+        from .sql import update_data_in_table
+
+        return update_data_in_table(self, table, data, column, where, writer=writer)
 
     # -- decorators bound to this cache ------------------------------------------------------
 

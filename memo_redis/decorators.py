@@ -32,13 +32,12 @@ from .keys import (
     fingerprint_of,
     glob_escape,
 )
-from .ttl import TTL, to_milliseconds
+from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
-_UNSET: Any = object()
 
 
 class CacheInfo(NamedTuple):
@@ -211,7 +210,7 @@ class _Cached:
     # -- shared pieces ------------------------------------------------------------------------
 
     def ttl_ms(self, cache: RedisCaching) -> int | None:
-        ttl = cache.ttl_for(self.plan.category) if self.ttl is _UNSET else self.ttl
+        ttl = cache.ttl_for(self.plan.category) if self.ttl is CATEGORY_DEFAULT else self.ttl
         ms = to_milliseconds(ttl)
         if ms is not None and self.jitter:
             ms = max(1, round(ms * (1.0 - random.random() * self.jitter)))
@@ -556,7 +555,7 @@ def cached(
     *,
     prefix: str | None = None,
     category: str = "data",
-    ttl: TTL = _UNSET,
+    ttl: TTL = CATEGORY_DEFAULT,
     cache: RedisCaching | None = None,
     namespace: str | None = None,
     ignore: Collection[str] = (),
@@ -593,7 +592,7 @@ def cached(
         raise ConfigError(f"early_refresh must be a bool or a number >= 0, got {early_refresh!r}")
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter < 1:
         raise ConfigError(f"jitter must be a number in [0, 1), got {jitter!r}")
-    if ttl is not _UNSET:
+    if ttl is not CATEGORY_DEFAULT:
         to_milliseconds(ttl)
     if cache is not None and not isinstance(cache, RedisCaching):
         raise ConfigError(f"cache must be a RedisCaching, got {type(cache).__name__}")

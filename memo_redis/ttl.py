@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 DEFAULT_TTLS: Final = MappingProxyType({"data": 300, "schema": 3600, "metadata": 7200, "count": 60})
 """Default TTL in seconds per category, as in the seed design."""
@@ -13,6 +13,17 @@ OTHER_CATEGORY_TTL: Final = 300
 """Default TTL in seconds for a category not listed in :data:`DEFAULT_TTLS`."""
 
 TTL = int | float | timedelta | None
+
+
+class _CategoryDefault:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CATEGORY_DEFAULT"
+
+
+CATEGORY_DEFAULT: Final[Any] = _CategoryDefault()
+"""A ``ttl`` argument meaning "the default TTL of the entry's category"."""
 
 
 def default_ttl(category: str) -> int:
