@@ -12,6 +12,7 @@ from .decorators import CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
 from .keys import build_cache_key
 from .serialization import Codec, Serializer
+from .sql import SQLCacheOrchestrator
 from .ttl import DEFAULT_TTLS
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "MemoRedisError",
     "RedisArgs",
     "RedisCaching",
+    "SQLCacheOrchestrator",
     "SerializationError",
     "Serializer",
     "__version__",
