@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -29,8 +29,8 @@ from . import envelope, layout, scripts
 from .breaker import CircuitBreaker
 from .config import RedisArgs
 from .exceptions import CacheUnavailable, ConfigError
-from .keys import glob_unescape, is_glob, literal_prefix, matches
-from .serialization import DecodeError, Serializer
+from .keys import glob_escape, glob_unescape, is_glob, literal_prefix, matches
+from .serialization import Codec, DecodeError, Serializer
 from .ttl import CATEGORY_DEFAULT, DEFAULT_TTLS, TTL, default_ttl, to_milliseconds
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ MISS: Final = _Missing()
 
 _INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _DEFAULT_SOCKET_TIMEOUT = 1.0
+_LOCK_PREFIX = layout.INTERNAL_PREFIX + "lock:"
+_MAX_WARNED_KEYS = 1024
 
 
 @dataclass(slots=True)
@@ -113,7 +115,14 @@ class RedisCaching:
 
     Failures of Redis never reach callers unless ``strict=True``: reads return their default,
     writes return False, and after ``failure_threshold`` consecutive connection failures Redis is
-    skipped for ``reset_timeout`` seconds (circuit breaker).
+    skipped for ``reset_timeout`` seconds (circuit breaker). In strict mode the error is a
+    :class:`CacheUnavailable` whose ``__cause__`` is redis-py's error.
+
+    ``serializer`` is ``"msgpack"`` (default, exact round trips), ``"json"`` (plain JSON text,
+    the seed's format, never compressed), ``"pickle"`` (explicit opt-in) or a
+    :class:`Serializer`; ``compress_threshold`` (bytes) zlib-compresses larger msgpack/pickle
+    bodies. ``digest_length`` is the number of hex characters of argument digests in decorated
+    keys.
     """
 
     def __init__(
@@ -173,11 +182,15 @@ class RedisCaching:
             )
         self.args: RedisArgs = args
         self.namespace = namespace
-        self.serializer = (
-            serializer
-            if isinstance(serializer, Serializer)
-            else Serializer(serializer, compress_threshold=compress_threshold)
-        )
+        if isinstance(serializer, Serializer):
+            self.serializer = serializer
+        else:
+            codec = Serializer(serializer, compress_threshold=None).codec
+            # JSON is chosen for interoperability: plain text other languages can read, so its
+            # values are never compressed (pass a Serializer to compress JSON anyway).
+            self.serializer = Serializer(
+                codec, compress_threshold=None if codec is Codec.JSON else compress_threshold
+            )
         self.digest_length = digest_length
         self.default_ttls: dict[str, int] = dict(DEFAULT_TTLS)
         if default_ttls:
@@ -197,6 +210,12 @@ class RedisCaching:
         """Test hook: called with the key between a computation's return and its store."""
         self._client = client
         self._owns_client = client is None
+        self._target, self._password = (
+            (args.describe(), args.password) if client is None else _describe_client(client)
+        )
+        self._last_error: BaseException | None = None
+        self._loaded_scripts: set[str] = set()
+        self._warned_keys: set[str] = set()
         self._client_lock = threading.Lock()
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, redis.asyncio.Redis
@@ -277,7 +296,7 @@ class RedisCaching:
 
     def __repr__(self) -> str:
         return (
-            f"RedisCaching({self.args.describe()}, namespace={self.namespace!r}, "
+            f"RedisCaching({self._target}, namespace={self.namespace!r}, "
             f"serializer={self.serializer!r}, strict={self.strict})"
         )
 
@@ -287,8 +306,9 @@ class RedisCaching:
 
     def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
         """Record a failure (breaker, one warning per outage) and build the error to raise."""
-        message = _redact(f"{op} failed on {self.args.describe()}: {exc}", self.args.password)
+        message = _redact(f"{op} failed on {self._target}: {exc}", self._password)
         if isinstance(exc, _INFRA_ERRORS):
+            self._last_error = exc
             self.breaker.record_failure()
             if not self._outage:
                 self._outage = True
@@ -301,19 +321,24 @@ class RedisCaching:
         return CacheUnavailable(message)
 
     def _circuit_open(self, op: str) -> CacheUnavailable:
-        return CacheUnavailable(
-            f"{op} skipped: Redis at {self.args.describe()} failed repeatedly "
+        error = CacheUnavailable(
+            f"{op} skipped: Redis at {self._target} failed repeatedly "
             f"(circuit open for {self.breaker.reset_timeout}s)"
         )
+        # Chained like a failed call, so callers always find redis-py's error as __cause__.
+        error.__cause__ = self._last_error
+        return error
 
     def _succeeded(self) -> None:
         if self._outage:
             self._outage = False
-            log.warning("memo_redis: Redis at %s is back, caching resumed", self.args.describe())
+            log.warning("memo_redis: Redis at %s is back, caching resumed", self._target)
         self.breaker.record_success()
 
     def _execute(self, op: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if not self.breaker.allow():
+        # An invalidation is always attempted: skipping it while other processes cache again
+        # would leave stale entries behind. Its cost is paid by writes, not reads.
+        if op != "invalidate" and not self.breaker.allow():
             raise self._circuit_open(op)
         try:
             result = fn(*args, **kwargs)
@@ -325,7 +350,7 @@ class RedisCaching:
         return result
 
     async def _aexecute(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self.breaker.allow():
+        if op != "invalidate" and not self.breaker.allow():
             raise self._circuit_open(op)
         try:
             result = await fn(*args, **kwargs)
@@ -343,19 +368,18 @@ class RedisCaching:
 
     # -- envelope ----------------------------------------------------------------------------
 
-    def _decode(self, raw: bytes | None, generations: list[bytes | None], fingerprint: bytes | None
-                ) -> tuple[Any, envelope.Envelope | None]:
+    def _decode(self, key: str, raw: bytes | None, generations: list[bytes | None],
+                fingerprint: bytes | None) -> tuple[Any, envelope.Envelope | None]:
         """The value held by ``raw`` if it is valid under ``generations``, else MISS."""
         if raw is None:
             return MISS, None
         env = envelope.unpack(raw)
         if env is None:
+            # Plain JSON text: the seed deployment's format (no stamp, no fingerprint).
             try:
                 return self.serializer.decode_plain_json(raw), None
             except (DecodeError, ValueError, UnicodeDecodeError):
-                self._warn_once(
-                    "undecodable", "a stored value is not memo_redis data; treated as a miss"
-                )
+                self._warn_key(key, "is neither memo_redis data nor JSON text")
                 return MISS, None
         if None in generations:
             return MISS, None
@@ -365,8 +389,8 @@ class RedisCaching:
             return MISS, None
         try:
             return self.serializer.decode(env.flags, env.body), env
-        except DecodeError:
-            self._warn_once("corrupt", "a stored value could not be decoded; treated as a miss")
+        except DecodeError as exc:
+            self._warn_key(key, f"could not be decoded ({exc})")
             return MISS, None
 
     def _warn_once(self, kind: str, message: str) -> None:
@@ -374,10 +398,28 @@ class RedisCaching:
             self._warned.add(kind)
             log.warning("memo_redis: %s", message)
 
+    def _warn_key(self, key: str, problem: str) -> None:
+        """Log an undecodable value once per key (bounded), so a bad entry does not flood logs."""
+        if key in self._warned_keys:
+            return
+        if len(self._warned_keys) < _MAX_WARNED_KEYS:
+            self._warned_keys.add(key)
+        log.warning("memo_redis: the value stored at %r %s; treated as a miss", key, problem)
+
     def _encode(self, value: Any, fingerprint: bytes | None = None,
                 early: tuple[int, int] | None = None) -> tuple[bytes, bytes] | None:
-        """Serialize ``value`` into (head, tail); None when it exceeds ``max_value_size``."""
-        flags, body = self.serializer.encode(value)
+        """Serialize ``value`` into (head, tail); None when it exceeds ``max_value_size``.
+
+        A JSON value without fingerprint or refresh data is stored as plain JSON text, the seed's
+        format (empty head): readable by any language.
+        """
+        serializer = self.serializer
+        plain = (serializer.codec is Codec.JSON and fingerprint is None and early is None
+                 and serializer.compress_threshold is None)
+        if plain:
+            flags, body = 0, serializer.encode_plain_json(value)
+        else:
+            flags, body = serializer.encode(value)
         if self.max_value_size is not None and len(body) > self.max_value_size:
             self._warn_once(
                 "too-large",
@@ -385,6 +427,8 @@ class RedisCaching:
                 "and is not cached",
             )
             return None
+        if plain:
+            return b"", body
         return envelope.pack_tail(flags, body, fingerprint, early)
 
     # -- lookup / store primitives (used by the decorators) -----------------------------------
@@ -393,9 +437,10 @@ class RedisCaching:
     def _lookup_keys(key: str) -> list[str]:
         return [*layout.generation_keys(layout.scope_of(key)), layout.fence_key(key), key]
 
-    def _parse_lookup(self, raws: list[bytes | None], fingerprint: bytes | None) -> Lookup:
+    def _parse_lookup(self, key: str, raws: list[bytes | None], fingerprint: bytes | None
+                      ) -> Lookup:
         generations = raws[:-2]
-        value, env = self._decode(raws[-1], generations, fingerprint)
+        value, env = self._decode(key, raws[-1], generations, fingerprint)
         return Lookup(value, generations, raws[-2], env)
 
     def lookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
@@ -407,7 +452,7 @@ class RedisCaching:
             "lookup", self.client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        return self._parse_lookup(raws, fingerprint)
+        return self._parse_lookup(key, raws, fingerprint)
 
     async def alookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
         """Async :meth:`lookup`."""
@@ -415,7 +460,7 @@ class RedisCaching:
             "lookup", self.async_client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        return self._parse_lookup(raws, fingerprint)
+        return self._parse_lookup(key, raws, fingerprint)
 
     def _store_call(self, key: str, parts: tuple[bytes, bytes], ttl_ms: int | None,
                     seen: Lookup | None, token: bytes | None, stamp: bytes | None
@@ -519,6 +564,10 @@ class RedisCaching:
         ``ttl=None`` stores without expiry; a zero or negative ttl is a ``ValueError``. Returns
         True when stored, False when Redis failed (unless strict) or the value is too large.
         A value that cannot be serialized raises :class:`SerializationError`; nothing is written.
+
+        The value is stored binary-safe in memo_redis's envelope (see :mod:`memo_redis.envelope`);
+        with ``serializer="json"`` it is stored as plain ``json.dumps(value)`` text instead, the
+        seed's format, which any language can read.
         """
         ttl_ms = to_milliseconds(self.default_ttls["data"] if ttl is CATEGORY_DEFAULT else ttl)
         _check_key(key)
@@ -587,7 +636,7 @@ class RedisCaching:
         found: dict[str, Any] = {}
         for key, raw in zip(keys, raws[len(gen_keys):], strict=True):
             gens = [gen_values[g] for g in layout.generation_keys(layout.scope_of(key))]
-            value, _ = self._decode(raw, gens, None)
+            value, _ = self._decode(key, raw, gens, None)
             if value is not MISS:
                 found[key] = value
         return found
@@ -612,20 +661,30 @@ class RedisCaching:
 
     def _pipeline_scripts(self, script: _Script, calls: list[tuple[list[str], list[Any]]]
                           ) -> list[Any]:
+        """Run ``script`` once per call in one pipeline: one round trip.
+
+        The first use on this cache loads the script in the same round trip; after a server
+        restart (NOSCRIPT) the pipeline is sent once more with the load.
+        """
         for attempt in range(2):
+            load = attempt > 0 or script.sha not in self._loaded_scripts
             pipe = self.client.pipeline(transaction=False)
             queue: Callable[..., Any] = pipe.execute_command
+            if load:
+                queue("SCRIPT", "LOAD", script.source)
             for keys, args in calls:
                 queue("EVALSHA", script.sha, len(keys), *keys, *args)
-            results = pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                load: Callable[..., Any] = self.client.execute_command
-                load("SCRIPT", "LOAD", script.source)
+            results = list(pipe.execute(raise_on_error=False))
+            if load:
+                del results[0]
+            if not load and any(isinstance(r, NoScriptError) for r in results):
+                self._loaded_scripts.discard(script.sha)
                 continue
             for result in results:
                 if isinstance(result, Exception):
                     raise result
-            return list(results)
+            self._loaded_scripts.add(script.sha)
+            return results
         raise AssertionError("unreachable")
 
     # -- invalidation ------------------------------------------------------------------------
@@ -633,22 +692,35 @@ class RedisCaching:
     def invalidate(self, pattern: str, *, strict: bool | None = None) -> int:
         """Invalidate every entry matching a Redis glob ``pattern``; returns the number deleted.
 
-        Race-free: the generation of the pattern's literal prefix (``sql:users`` for
-        ``sql:users:*``, ``""`` for ``*``) is replaced first, so entries computed before this
-        call can neither be served nor stored afterwards. Then matching keys are unlinked:
-        through the per-table index (O(matches)) when the keyspace is larger than
-        ``scan_threshold``, else with SCAN + UNLINK in batches of ``scan_count`` (O(keyspace));
-        KEYS is never used. A pattern without glob characters invalidates that one key.
+        Keys not matching ``pattern`` are left alone, and KEYS is never used:
+
+        * ``prefix:*`` (and ``*``): the generation of ``prefix`` (``sql:users`` for
+          ``sql:users:*``) is replaced first, so entries cached or computed before this call can
+          neither be served nor stored afterwards (race-free). Then the matching keys are
+          unlinked: with SCAN + UNLINK in batches of ``scan_count`` (O(keyspace)), or, when the
+          keyspace holds more than ``scan_threshold`` keys and the prefix has 2 or more segments,
+          through the prefix's index set (O(matches); it holds the entries memo_redis wrote, so
+          keys written by other clients are then left to expire).
+        * any other glob (``sql:us*``, ``*:users:*``): SCAN + UNLINK of the matching keys
+          (O(keyspace)), after fencing every matching entry whose computation holds a
+          single-flight lock, so that computation cannot store a value read before this call.
+        * a pattern without wildcards invalidates that one key (:meth:`invalidate_key`).
         """
-        if not isinstance(pattern, str) or not pattern:
-            raise TypeError(f"pattern must be a non-empty str, got {pattern!r}")
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern must be a str, got {type(pattern).__name__} {pattern!r}")
+        if not pattern:
+            raise ValueError("pattern must be a non-empty glob such as 'sql:users:*', got ''")
         if not is_glob(pattern):
             return self.invalidate_key(glob_unescape(pattern), strict=strict)
+        prefix = literal_prefix(pattern)
+        whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
         try:
-            prefix = literal_prefix(pattern)
-            self._execute("invalidate", _BUMP.run, self.client,
-                          [layout.generation_key(prefix)], [envelope.new_token()])
-            return self._execute("invalidate", self._unlink_matching, pattern, prefix)
+            if whole:
+                self._execute("invalidate", _BUMP.run, self.client,
+                              [layout.generation_key(prefix)], [envelope.new_token()])
+                return self._execute("invalidate", self._unlink_prefix, pattern, prefix)
+            self._execute("invalidate", self._fence_in_flight, pattern, prefix)
+            return self._execute("invalidate", self._unlink_scanned, pattern)
         except CacheUnavailable as error:
             log.error("memo_redis: invalidation of %r failed; stale entries may be served "
                       "until they expire: %s", pattern, error)
@@ -683,16 +755,29 @@ class RedisCaching:
                       "until it expires: %s", key, error)
             return self._fail_open(error, strict, 0)
 
-    def _unlink_matching(self, pattern: str, prefix: str) -> int:
+    def _scan(self, match: str) -> Iterator[bytes]:
+        """SCAN ``match`` as bytes, whatever ``decode_responses`` says (keys may not be UTF-8)."""
+        command: Callable[..., Any] = self.client.execute_command
+        cursor: bytes | int = 0
+        while True:
+            cursor, keys = command("SCAN", cursor, "MATCH", match, "COUNT", self.scan_count,
+                                   NEVER_DECODE=True)
+            yield from keys
+            if int(cursor) == 0:
+                return
+
+    def _unlink_prefix(self, pattern: str, prefix: str) -> int:
         client = self.client
-        if int(client.dbsize()) > self.scan_threshold:
-            index = layout.index_key_for_prefix(prefix)
-            if client.exists(index):
-                return self._unlink_indexed(index, pattern, prefix)
+        index = layout.index_key_for_prefix(prefix)
+        if index and int(client.dbsize()) > self.scan_threshold and client.exists(index):
+            return self._unlink_indexed(index, pattern, prefix)
+        return self._unlink_scanned(pattern)
+
+    def _unlink_scanned(self, pattern: str) -> int:
+        client = self.client
         deleted = 0
         batch: list[bytes] = []
-        for raw_key in client.scan_iter(match=pattern, count=self.scan_count, _type=None):
-            key = raw_key if isinstance(raw_key, bytes) else raw_key.encode()
+        for key in self._scan(pattern):
             if layout.is_internal(key):
                 continue
             batch.append(key)
@@ -705,7 +790,9 @@ class RedisCaching:
 
     def _unlink_indexed(self, index: str, pattern: str, prefix: str) -> int:
         client = self.client
-        whole = pattern == (prefix + ":*")
+        # The index of a 2-segment prefix holds only keys under it; deeper prefixes share the
+        # index of their first two segments and need the pattern test.
+        whole = prefix.count(":") == 1
         deleted = 0
         cursor = 0
         command: Callable[..., Any] = client.execute_command
@@ -713,7 +800,7 @@ class RedisCaching:
             cursor, members = command(
                 "SSCAN", index, cursor, "COUNT", self.scan_count, NEVER_DECODE=True)
             cursor = int(cursor)
-            chosen = [m for m in members if whole or matches(pattern, m.decode())]
+            chosen = [m for m in members if whole or matches(pattern, m)]
             if chosen:
                 pipe = client.pipeline(transaction=False)
                 pipe.unlink(*chosen)
@@ -722,6 +809,24 @@ class RedisCaching:
             if cursor == 0:
                 break
         return deleted
+
+    def _fence_in_flight(self, pattern: str, prefix: str) -> int:
+        """Fence the entries matching ``pattern`` that a computation holds a lock for."""
+        # A lock is __memo__:lock:<stamp>:<key> and stamps hold no ':', so every lock of a
+        # matching key matches this (wider) glob; the exact test is done here.
+        match = _LOCK_PREFIX + "*:" + pattern
+        fence = layout.fence_key("").encode()
+        keys: dict[bytes, None] = {}
+        for lock in self._scan(match):
+            key = lock[len(_LOCK_PREFIX):].partition(b":")[2]
+            if matches(pattern, key):
+                keys[key] = None
+        if keys:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(fence + key, envelope.new_token(), px=self.fence_ttl_ms)
+            pipe.execute()
+        return len(keys)
 
     async def ainvalidate(self, pattern: str, *, strict: bool | None = None) -> int:
         """Async :meth:`invalidate`: runs the blocking scan in a worker thread."""
@@ -809,8 +914,23 @@ def _stamp_of(seen: Lookup) -> bytes:
 
 
 def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise TypeError(f"key must be a non-empty str, got {key!r}")
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+    if not key:
+        raise ValueError("key must be a non-empty str, got ''")
+
+
+def _describe_client(client: redis.Redis) -> tuple[str, str | None]:
+    """Where a client passed in connects (safe to log) and its password (to redact)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs: dict[str, Any] = dict(getattr(pool, "connection_kwargs", None) or {})
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        target = f"unix://{kwargs['path']} db={db}"
+    else:
+        target = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+    password = kwargs.get("password")
+    return f"client {target}", password if isinstance(password, str) else None
 
 
 def _kwargs_from_pool(client: redis.Redis) -> dict[str, Any]:

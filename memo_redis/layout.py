@@ -7,8 +7,9 @@ For an entry ``sql:users:data:ab12`` (its *scope* is everything before the last 
   ``__memo__:gen:sql:users``;
 * a fence ``__memo__:fence:sql:users:data:ab12``, set briefly when that one entry is invalidated;
 * the single-flight lock ``__memo__:lock:<stamp>:sql:users:data:ab12``;
-* the index ``__memo__:idx:sql:users`` (the set of entries of that table/function), which makes
-  removing the entries of one table cost O(entries), not O(keyspace).
+* the index ``__memo__:idx:sql:users`` (the set of entries under the first two segments of the
+  scope: one table or function), which makes removing the entries of one table cost O(entries),
+  not O(keyspace).
 """
 
 from __future__ import annotations
@@ -55,17 +56,24 @@ def lock_key(key: str, stamp: bytes) -> str:
 
 @lru_cache(maxsize=4096)
 def index_key(scope: str) -> str:
-    """The index set of an entry in ``scope`` (``""`` when the key is too short to index).
+    """The index set of an entry in ``scope`` (``""`` when the scope has fewer than 2 segments).
 
-    Entries are indexed by their scope's parent: ``sql:users:data:ab12`` -> ``sql:users``.
+    Entries are indexed by the first two segments of their scope, whatever its depth:
+    ``sql:users:data:ab12``, ``sql:users:count:9f`` and ``sql:users:x`` all go to
+    ``__memo__:idx:sql:users``, so the index of a prefix of 2 or more segments holds every entry
+    memo_redis wrote under it.
     """
-    parent = scope_of(scope)
-    return _INDEX + parent if parent else ""
+    first, sep, rest = scope.partition(":")
+    if not sep:
+        return ""
+    second = rest.partition(":")[0]
+    return f"{_INDEX}{first}:{second}"
 
 
 def index_key_for_prefix(prefix: str) -> str:
-    """The index holding the entries matched by ``prefix:*``."""
-    return _INDEX + prefix
+    """The index holding the entries matched by ``prefix:*`` (``""`` for a prefix of fewer than
+    2 segments, which has no index)."""
+    return index_key(prefix)
 
 
 def is_internal(key: str | bytes) -> bool:

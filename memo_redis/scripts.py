@@ -7,7 +7,8 @@ step in one hash slot.
 from __future__ import annotations
 
 # KEYS: gen_1..gen_n, fence, value, lock, index   (index may be "" for none)
-# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked), head, tail,
+# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked), head ("" = plain
+#       value: tail stored without envelope), tail,
 #       ttl_ms ("0" = no expiry), lock token ("" = none), observed fence ("" = none),
 #       index ttl s ("0" = none),
 #       then n observed generations ("" = missing), then n fresh tokens for missing generations.
@@ -31,7 +32,11 @@ for i = 1, n do
   end
   gens[i] = cur
 end
-local value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
+-- an empty head stores the tail as is: a plain value in the seed's JSON format
+local value = ARGV[4]
+if ARGV[3] ~= '' then
+  value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
+end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
 if idx ~= '' then

@@ -1,0 +1,1389 @@
+"""RedisCaching against real private servers: the seed's snippets, keys, values, TTLs,
+invalidation, batching, health, errors and the race-free store."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+import redis.connection
+
+import memo_redis
+from memo_redis import (
+    DEFAULT_TTLS,
+    CacheUnavailable,
+    ConfigError,
+    MemoRedisError,
+    RedisArgs,
+    RedisCaching,
+    SerializationError,
+    Serializer,
+    build_cache_key,
+    cached,
+    envelope,
+    layout,
+)
+from memo_redis.core import MISS
+from memo_redis.embedded import EmbeddedServer
+from memo_redis.testing import ServerFactory
+
+PASSWORD = "s3cret-pw"
+WRONG_PASSWORD = "wr0ng-pw"
+
+REDIS_ENV = (
+    "REDIS_URL", "REDIS_SOCKET_PATH", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME",
+    "REDIS_PASSWORD", "REDIS_DB", "REDIS_DECODE_RESPONSES", "REDIS_MAX_CONNECTIONS",
+    "REDIS_SOCKET_TIMEOUT", "REDIS_SOCKET_CONNECT_TIMEOUT", "REDIS_CLUSTER",
+    "REDIS_CLUSTER_NODES", "REDIS_SENTINELS", "REDIS_SENTINEL_SERVICE",
+)  # fmt: skip
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env_socket(monkeypatch: pytest.MonkeyPatch, server: EmbeddedServer, raw: redis.Redis) -> str:
+    """Only REDIS_SOCKET_PATH set, pointing at the session server (keyspace flushed by ``raw``)."""
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_SOCKET_PATH", server.socket_path)
+    return server.socket_path
+
+
+@pytest.fixture
+def make_cache(server: EmbeddedServer, raw: redis.Redis) -> Iterator[Callable[..., RedisCaching]]:
+    """Build extra RedisCaching objects on the session server; all closed at the end."""
+    made: list[RedisCaching] = []
+
+    def make(**options: Any) -> RedisCaching:
+        args = options.pop("args", None) or server.args()
+        cache = RedisCaching(args, **options)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, e.g. {"mget": 1}."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def reset_stats(client: redis.Redis) -> None:
+    client.execute_command("CONFIG", "RESETSTAT")
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts client->server writes (one per command or per pipeline) of every redis-py
+    connection: ``len(round_trips)`` after the code under test."""
+    sent: list[int] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` (bounded); True as soon as it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def seed_build_cache_key(table: str, columns: list[str], where: list[str]) -> str:
+    """The seed document's algorithm, verbatim."""
+    params = {"table": table, "columns": sorted(columns), "where": sorted(where)}
+    params_json = json.dumps(params, sort_keys=True)
+    param_hash = hashlib.sha256(params_json.encode()).hexdigest()[:8]
+    return f"sql:{table}:data:{param_hash}"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A user type only pickle can store."""
+
+    x: int
+    y: int
+
+
+# --- the seed's snippets -----------------------------------------------------------------------
+
+
+def test_seed_default_initialization_reads_socket_from_env(env_socket: str) -> None:
+    """RedisCaching() connects to REDIS_SOCKET_PATH and cache.client.ping() answers True."""
+    cache = RedisCaching()
+    try:
+        assert cache.args.socket_path == env_socket
+        assert cache.client.ping() is True
+    finally:
+        cache.close()
+
+
+def test_seed_redis_args_snippet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's RedisArgs example: attributes and the exact redis-py kwargs."""
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_SOCKET_PATH", "/var/run/redis/redis.sock")
+    monkeypatch.setenv("REDIS_PASSWORD", "your_redis_password")
+    monkeypatch.setenv("REDIS_DECODE_RESPONSES", "true")
+    args = RedisArgs.from_env()
+    assert args.socket_path == "/var/run/redis/redis.sock"
+    assert args.password == "your_redis_password"
+    assert args.to_redis_kwargs() == {
+        "unix_socket_path": "/var/run/redis/redis.sock",
+        "password": "your_redis_password",
+        "decode_responses": True,
+    }
+
+
+def test_seed_manual_key_operations(env_socket: str) -> None:
+    """set/get/delete and client.exists behave as the seed's manual key operations show."""
+    cache = RedisCaching()
+    try:
+        assert cache.set("my_key", {"data": "value"}, ttl=600) is True
+        assert cache.get("my_key") == {"data": "value"}
+        assert cache.client.exists("my_key") == 1
+        assert cache.delete("my_key") == 1
+        assert cache.client.exists("my_key") == 0
+        assert cache.get("my_key") is None
+        assert cache.delete("my_key") == 0
+    finally:
+        cache.close()
+
+
+def test_seed_pattern_invalidation_returns_count(cache: RedisCaching) -> None:
+    """invalidate("sql:users:*") returns how many keys it deleted, as the seed prints."""
+    for i in range(3):
+        cache.set(f"sql:users:data:{i:08x}", [i])
+    cache.set("sql:users:count:", 3)
+    cache.set("sql:orders:data:0000000a", ["o"])
+    deleted_count = cache.invalidate("sql:users:*")
+    assert f"Deleted {deleted_count} keys" == "Deleted 4 keys"
+    assert cache.invalidate("sql:users:data:*") == 0
+    assert cache.invalidate("sql:*") == 1
+    assert cache.get("sql:orders:data:0000000a") is None
+
+
+def test_seed_ttl_inspection(cache: RedisCaching) -> None:
+    """client.ttl gives the remaining seconds, -1 for ttl=None and -2 for a missing key."""
+    key = "sql:users:data:a3f7c21e"
+    cache.set(key, [{"id": 1}], ttl=600)
+    assert 599 <= cache.client.ttl(key) <= 600
+    config = cache.set("app_config", {"debug": False}, ttl=None)
+    assert config is True
+    assert cache.client.ttl("app_config") == -1
+    assert cache.get("app_config") == {"debug": False}
+    assert cache.client.ttl("never_set") == -2
+
+
+def test_seed_integration_test(env_socket: str) -> None:
+    """The seed's test_redis_integration, run as written against a private server."""
+    cache = RedisCaching()
+    try:
+        cache.set("test_key", {"test": "data"}, ttl=10)
+        value = cache.get("test_key")
+        assert value == {"test": "data"}
+        cache.delete("test_key")
+        value = cache.get("test_key")
+        assert value is None
+    finally:
+        cache.close()
+
+
+def test_seed_ttl_expiration(env_socket: str) -> None:
+    """A value set with a short TTL is there at once and gone after it expires."""
+    cache = RedisCaching()
+    try:
+        cache.set("expiring_key", "value", ttl=0.2)
+        assert cache.get("expiring_key") == "value"
+        assert 0 < cache.client.pttl("expiring_key") <= 200
+        assert wait_until(lambda: cache.client.exists("expiring_key") == 0)
+        assert cache.get("expiring_key") is None
+    finally:
+        cache.close()
+
+
+def test_seed_health_check_function(env_socket: str) -> None:
+    """The seed's check_redis_health() returns True against a live server."""
+
+    def check_redis_health() -> bool:
+        try:
+            cache = RedisCaching()
+            return cache.check_cache_health()
+        except Exception:
+            return False
+
+    assert check_redis_health() is True
+
+
+def test_seed_batch_pipeline_values_are_readable(cache: RedisCaching) -> None:
+    """Values written by the seed's pipeline snippet (json.dumps) are read back by get()."""
+    data_dict = {"key1": {"a": 1}, "key2": [1, 2], "key3": "x"}
+    pipe = cache.client.pipeline()
+    for key, value in data_dict.items():
+        pipe.set(key, json.dumps(value), ex=300)
+    pipe.execute()
+    assert cache.get_many(list(data_dict)) == data_dict
+    assert cache.get("key1") == {"a": 1}
+
+
+def test_seed_hit_rate_formula(cache: RedisCaching, raw: redis.Redis) -> None:
+    """hit_rate() is the seed's keyspace_hits / (hits + misses) * 100, and 0.0 with no lookups."""
+    reset_stats(raw)
+    assert cache.hit_rate() == 0.0
+    raw.set("k", b"v")
+    raw.get("k")
+    raw.get("k")
+    raw.get("k")
+    raw.get("missing")
+    assert cache.hit_rate() == 75.0
+
+
+def test_seed_scan_iter_and_info(cache: RedisCaching) -> None:
+    """The seed's monitoring snippets work on cache.client (str keys with decode_responses)."""
+    cache.set("sql:users:data:00000001", [1])
+    keys = list(cache.client.scan_iter(match="sql:*", count=100))
+    assert keys == ["sql:users:data:00000001"]
+    assert cache.client.type("sql:users:data:00000001") == "string"
+    info = cache.client.info()
+    assert info["db0"]["keys"] >= 1
+    assert "total_commands_processed" in cache.client.info("stats")
+
+
+# --- construction and the client ------------------------------------------------------------
+
+
+def test_url_target(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """RedisCaching("redis://...") and RedisCaching("unix://...") connect where the URL says."""
+    assert server.tcp_url is not None
+    for url in (server.tcp_url, server.url):
+        with RedisCaching(url) as cache:
+            assert cache.set("k", url) is True
+            assert cache.get("k") == url
+        raw.delete("k")
+
+
+def test_redis_args_target(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """RedisCaching(args) uses the RedisArgs as given, including decode_responses."""
+    with RedisCaching(server.args(decode_responses=False)) as cache:
+        cache.client.set("plain", "text")
+        assert cache.client.get("plain") == b"text"
+
+
+def test_client_honours_decode_responses(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """.client returns str with decode_responses=True (the default) and bytes without."""
+    raw.set("k", "välue".encode())
+    with RedisCaching(server.args()) as text, RedisCaching(
+        server.args(decode_responses=False)
+    ) as binary:
+        assert text.client.get("k") == "välue"
+        assert text.client.keys("k") == ["k"]
+        assert binary.client.get("k") == "välue".encode()
+
+
+def test_client_is_created_once_and_shares_its_pool(cache: RedisCaching) -> None:
+    """.client is one client object whose pool every call reuses."""
+    first = cache.client
+    cache.set("k", 1)
+    cache.get("k")
+    assert cache.client is first
+    pool = first.connection_pool
+    assert pool.connection_kwargs["decode_responses"] is True
+    # Every command above went through the same pool: one connection is enough.
+    assert len(pool._available_connections) + len(pool._in_use_connections) == 1
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decode", "bytes"])
+def test_client_target(server: EmbeddedServer, raw: redis.Redis, decode: bool) -> None:
+    """RedisCaching(client=r) uses r itself (same pool) and stores binary-safe values."""
+    r = redis.Redis(unix_socket_path=server.socket_path, decode_responses=decode)
+    try:
+        cache = RedisCaching(client=r)
+        assert cache.client is r
+        assert cache.set("k", b"\x00\xff") is True
+        assert cache.get("k") == b"\x00\xff"
+        assert r.exists("k") == 1
+        cache.close()
+        assert r.ping() is True  # a client passed in is left open
+    finally:
+        r.close()
+
+
+def test_target_and_client_are_exclusive(server: EmbeddedServer) -> None:
+    """Passing a target and client= at once is a ConfigError."""
+    r = server.client()
+    try:
+        with pytest.raises(ConfigError, match="not both"):
+            RedisCaching(server.url, client=r)
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"target": 42}, "target"),
+        ({"target": "http://cache:6379/0"}, "url"),
+        ({"target": "redis://cache:6379/x"}, "url"),
+        ({"target": None, "digest_length": 0}, "digest_length"),
+        ({"target": None, "digest_length": 65}, "digest_length"),
+        ({"target": None, "namespace": ""}, "namespace"),
+        ({"target": None, "namespace": "a*"}, "namespace"),
+        ({"target": None, "lock_timeout": 0}, "lock_timeout"),
+        ({"target": None, "fence_ttl": -1}, "fence_ttl"),
+        ({"target": None, "max_value_size": 0}, "max_value_size"),
+        ({"target": None, "serializer": "yaml"}, "codec"),
+        ({"target": None, "failure_threshold": 0}, "failure_threshold"),
+        ({"target": None, "default_ttls": {"data": 0}}, "default_ttls"),
+    ],
+    ids=[
+        "target-type", "url-scheme", "url-db", "digest-0", "digest-65", "namespace-empty",
+        "namespace-glob", "lock-timeout", "fence-ttl", "max-value-size", "serializer",
+        "failure-threshold", "default-ttls",
+    ],
+)
+def test_bad_options_raise_before_connecting(
+    monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], needle: str
+) -> None:
+    """Bad constructor input raises a ValueError naming the parameter, without connecting."""
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_SOCKET_PATH", "/nonexistent/redis.sock")
+    target = kwargs.pop("target")
+    with pytest.raises(ValueError, match=needle):
+        RedisCaching(target, **kwargs)
+
+
+def test_bad_environment_raises_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RedisCaching() with REDIS_PORT=abc raises ConfigError naming the variable and value."""
+    for name in REDIS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_PORT", "abc")
+    with pytest.raises(ConfigError, match=r"REDIS_PORT.*'abc'"):
+        RedisCaching()
+
+
+def test_construction_is_lazy() -> None:
+    """Nothing connects until the first command: a cache on a missing socket builds fine."""
+    cache = RedisCaching("unix:///nonexistent/dir/redis.sock")
+    assert cache.get("k", "fallback") == "fallback"
+    assert cache.check_cache_health() is False
+
+
+# --- values are binary-safe -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decode", "bytes"])
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"\x00\x01\x02", b"\xff\xfe\xfd\x80", bytes(range(256)), "ünïcødé ✓", "\x00nul"],
+    ids=["empty", "low", "non-utf8", "all-bytes", "unicode", "nul-str"],
+)
+def test_values_are_binary_safe(
+    server: EmbeddedServer, raw: redis.Redis, decode: bool, value: bytes | str
+) -> None:
+    """bytes (non-UTF-8 too) and str round trip whatever decode_responses says."""
+    with RedisCaching(server.args(decode_responses=decode)) as cache:
+        assert cache.set("bin", value) is True
+        got = cache.get("bin")
+        assert type(got) is type(value)
+        assert got == value
+        assert cache.get_many(["bin"]) == {"bin": value}
+
+
+# --- TTLs --------------------------------------------------------------------------------------
+
+
+def test_ttl_none_means_no_expiry(cache: RedisCaching) -> None:
+    """ttl=None stores without expiry (TTL -1), also through set_many."""
+    cache.set("forever", 1, ttl=None)
+    cache.set_many({"a": 1, "b": 2}, ttl=None)
+    assert [cache.client.ttl(k) for k in ("forever", "a", "b")] == [-1, -1, -1]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, -0.5, 0.0, timedelta(0), timedelta(seconds=-3),
+                                 float("nan"), float("inf")],
+                         ids=["0", "-1", "-0.5", "0.0", "td0", "td-3", "nan", "inf"])
+def test_non_positive_ttl_is_value_error(cache: RedisCaching, raw: redis.Redis, ttl: Any) -> None:
+    """A zero, negative (or NaN/inf) ttl raises ValueError naming ttl; nothing is written."""
+    with pytest.raises(ValueError, match=r"\bttl\b"):
+        cache.set("k", 1, ttl=ttl)
+    with pytest.raises(ValueError, match=r"\bttl\b"):
+        cache.set_many({"k": 1}, ttl=ttl)
+    assert raw.exists("k") == 0
+
+
+@pytest.mark.parametrize("ttl", ["60", True, [1]], ids=["str", "bool", "list"])
+def test_ttl_of_wrong_type_is_type_error(cache: RedisCaching, ttl: Any) -> None:
+    """A ttl that is not a number, timedelta or None raises TypeError naming ttl."""
+    with pytest.raises(TypeError, match=r"\bttl\b"):
+        cache.set("k", 1, ttl=ttl)
+
+
+def test_ttl_accepts_seconds_floats_and_timedelta(cache: RedisCaching) -> None:
+    """ttl takes int or float seconds and timedelta; the key's PTTL follows it."""
+    cache.set("int", 1, ttl=30)
+    cache.set("float", 1, ttl=1.5)
+    cache.set("td", 1, ttl=timedelta(minutes=2))
+    assert 29_000 < cache.client.pttl("int") <= 30_000
+    assert 1_000 < cache.client.pttl("float") <= 1_500
+    assert 119_000 < cache.client.pttl("td") <= 120_000
+
+
+def test_default_ttls_per_category(cache: RedisCaching) -> None:
+    """The seed's default TTLs: data 300, schema 3600, metadata 7200, count 60."""
+    expected = {"data": 300, "schema": 3600, "metadata": 7200, "count": 60}
+    assert dict(DEFAULT_TTLS) == expected
+    assert {c: cache.ttl_for(c) for c in expected} == expected
+    assert cache.ttl_for("anything-else") == 300
+
+
+def test_set_without_ttl_uses_data_default(cache: RedisCaching) -> None:
+    """set() without ttl expires after the data category's TTL (300 s)."""
+    cache.set("k", 1)
+    cache.set_many({"m": 1})
+    assert 299 <= cache.client.ttl("k") <= 300
+    assert 299 <= cache.client.ttl("m") <= 300
+
+
+def test_default_ttls_can_be_overridden(make_cache: Callable[..., RedisCaching]) -> None:
+    """default_ttls= overrides categories for this cache only."""
+    cache = make_cache(default_ttls={"data": 30, "reports": 900})
+    assert cache.ttl_for("data") == 30
+    assert cache.ttl_for("reports") == 900
+    assert cache.ttl_for("schema") == 3600
+    cache.set("k", 1)
+    assert 29 <= cache.client.ttl("k") <= 30
+    assert DEFAULT_TTLS["data"] == 300
+
+
+# --- invalidation ------------------------------------------------------------------------------
+
+
+def test_invalidate_uses_scan_and_unlink_never_keys(cache: RedisCaching, raw: redis.Redis) -> None:
+    """invalidate() runs SCAN and UNLINK; KEYS is never called."""
+    for i in range(20):
+        cache.set(f"sql:users:data:{i}", i)
+    reset_stats(raw)
+    assert cache.invalidate("sql:users:*") == 20
+    assert cache.invalidate("sql:us*") == 0
+    calls = command_calls(raw)
+    assert "keys" not in calls
+    assert calls["scan"] >= 2
+    assert calls["unlink"] >= 1
+
+
+def test_invalidate_unlinks_in_batches(make_cache: Callable[..., RedisCaching],
+                                       raw: redis.Redis) -> None:
+    """Matches are unlinked in batches of scan_count keys (35 keys, batches of 10 -> 4)."""
+    cache = make_cache(scan_count=10)
+    cache.set_many({f"t:{i}": i for i in range(35)})
+    reset_stats(raw)
+    assert cache.invalidate("t:*") == 35
+    assert command_calls(raw)["unlink"] == 4
+    assert raw.dbsize() == len(raw.keys("__memo__:*"))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "gone"),
+    [
+        ("user:*", {"user:1", "user:2", "user:1:profile"}),
+        ("user*", {"user:1", "user:2", "user:1:profile", "users:1", "user"}),
+        ("*:profile", {"user:1:profile", "team:9:profile"}),
+        ("user:?", {"user:1", "user:2"}),
+        ("user:[1]*", {"user:1", "user:1:profile"}),
+        ("*", {"user:1", "user:2", "user:1:profile", "users:1", "user", "team:9:profile",
+               "team:9", "other"}),
+    ],
+    ids=["prefix", "glob-segment", "leading-star", "question", "class", "all"],
+)
+def test_invalidate_deletes_exactly_the_matches(
+    cache: RedisCaching, raw: redis.Redis, pattern: str, gone: set[str]
+) -> None:
+    """invalidate(pattern) deletes the matching keys, returns their number, and leaves every
+    other key readable."""
+    keys = ["user:1", "user:2", "user:1:profile", "users:1", "user", "team:9:profile", "team:9",
+            "other"]
+    for key in keys:
+        cache.set(key, f"v-{key}")
+    assert cache.invalidate(pattern) == len(gone)
+    for key in keys:
+        if key in gone:
+            assert raw.exists(key) == 0, key
+            assert cache.get(key) is None, key
+        else:
+            assert cache.get(key) == f"v-{key}", key
+
+
+def test_invalidate_removes_foreign_keys_too(cache: RedisCaching, raw: redis.Redis) -> None:
+    """Keys written by other clients (the seed's plain JSON) are deleted by the scan too."""
+    raw.set("sql:users:data:0badf00d", json.dumps([{"id": 1}]))
+    raw.set("sql:users:raw", b"\xff")
+    cache.set("sql:users:data:00000001", [1])
+    assert cache.invalidate("sql:users:*") == 3
+    assert raw.keys("sql:*") == []
+
+
+def test_invalidate_handles_keys_that_are_not_utf8(cache: RedisCaching, raw: redis.Redis) -> None:
+    """A non-UTF-8 key under the pattern is deleted even though .client decodes responses."""
+    raw.set(b"sql:users:\xff\xfe", b"x")
+    cache.set("sql:users:data:1", 1)
+    assert cache.invalidate("sql:users:*") == 2
+    assert cache.invalidate("sql:us*") == 0
+    assert raw.exists(b"sql:users:\xff\xfe") == 0
+
+
+def test_invalidate_without_wildcard_is_one_key(cache: RedisCaching, raw: redis.Redis) -> None:
+    """A pattern without wildcards invalidates that one key; escaped wildcards are literal."""
+    cache.set("a*b", 1)
+    cache.set("axb", 2)
+    assert cache.invalidate("a\\*b") == 1
+    assert cache.get("axb") == 2
+    assert cache.invalidate("axb") == 1
+    assert cache.invalidate("axb") == 0
+    assert raw.keys("a*") == []
+
+
+def test_invalidate_keeps_bookkeeping_and_cache_keeps_working(
+    cache: RedisCaching, raw: redis.Redis
+) -> None:
+    """invalidate("*") counts only user keys and never deletes memo_redis's own keys."""
+    cache.set_many({"a:1": 1, "b:2": 2})
+    internal_before = set(raw.keys("__memo__:*"))
+    assert cache.invalidate("*") == 2
+    assert internal_before <= set(raw.keys("__memo__:*"))
+    cache.set("a:1", 3)
+    assert cache.get("a:1") == 3
+
+
+@pytest.mark.parametrize("pattern", [123, None, b"a:*"], ids=["int", "none", "bytes"])
+def test_invalidate_rejects_non_str_pattern(cache: RedisCaching, pattern: Any) -> None:
+    """A pattern that is not a str is a TypeError naming pattern."""
+    with pytest.raises(TypeError, match="pattern"):
+        cache.invalidate(pattern)
+
+
+def test_invalidate_rejects_empty_pattern(cache: RedisCaching) -> None:
+    """An empty pattern is a ValueError naming pattern."""
+    with pytest.raises(ValueError, match="pattern"):
+        cache.invalidate("")
+
+
+INDEX_KEYS = [
+    "sql:users:data:00000001",
+    "sql:users:data:00000002",
+    "sql:users:count:",
+    "sql:users:count:0000000a",
+    "sql:users:version",
+    "sql:users:data:deep:00000003",
+    "sql:users2:data:00000001",
+    "sql:orders:data:00000001",
+    "sql:x",
+    "other",
+]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["sql:users:*", "sql:users:data:*", "sql:users:count:*", "sql:*", "*"],
+    ids=["table", "category", "count", "one-segment", "all"],
+)
+def test_index_path_deletes_the_same_set(
+    make_cache: Callable[..., RedisCaching], raw: redis.Redis, pattern: str
+) -> None:
+    """The per-table index path (scan_threshold=0) deletes exactly what SCAN deletes."""
+    outcomes = []
+    for threshold in (10**9, 0):
+        raw.flushall()
+        cache = make_cache(scan_threshold=threshold)
+        for key in INDEX_KEYS:
+            cache.set(key, key)
+        reset_stats(raw)
+        count = cache.invalidate(pattern)
+        remaining = sorted(k for k in raw.keys("*") if not layout.is_internal(k))
+        readable = sorted(k for k in INDEX_KEYS if cache.get(k) == k)
+        outcomes.append((count, remaining, readable, command_calls(raw).get("scan", 0)))
+    (scan_count, scan_left, scan_readable, scans), (idx_count, idx_left, idx_readable, _) = outcomes
+    assert scans >= 1
+    assert (idx_count, idx_left, idx_readable) == (scan_count, scan_left, scan_readable)
+    assert scan_count == sum(1 for k in INDEX_KEYS if memo_redis.keys.matches(pattern, k))
+
+
+def test_index_path_avoids_scan(make_cache: Callable[..., RedisCaching], raw: redis.Redis) -> None:
+    """With a keyspace above scan_threshold, a table is invalidated from its index, no SCAN."""
+    cache = make_cache(scan_threshold=0)
+    for key in INDEX_KEYS:
+        cache.set(key, key)
+    reset_stats(raw)
+    assert cache.invalidate("sql:users:*") == 6
+    calls = command_calls(raw)
+    assert "scan" not in calls
+    assert calls["sscan"] >= 1
+    assert cache.get("sql:users2:data:00000001") == "sql:users2:data:00000001"
+
+
+# --- batches: one round trip each ------------------------------------------------------------
+
+
+def test_get_many_is_one_mget(cache: RedisCaching, raw: redis.Redis,
+                              round_trips: list[int]) -> None:
+    """get_many() reads every key (and its bookkeeping) with one MGET in one round trip."""
+    cache.set_many({"sql:users:data:1": 1, "b": (2,), "c": None})
+    raw.set("seed", json.dumps({"s": 1}))
+    cache.client.ping()  # connection established before counting
+    reset_stats(raw)
+    round_trips.clear()
+    got = cache.get_many(["sql:users:data:1", "b", "missing", "c", "seed", "b"])
+    assert len(round_trips) == 1
+    assert got == {"sql:users:data:1": 1, "b": (2,), "c": None, "seed": {"s": 1}}
+    calls = command_calls(raw)
+    assert calls["mget"] == 1
+    assert set(calls) == {"mget", "config|resetstat"}
+
+
+def test_set_many_is_one_pipeline(make_cache: Callable[..., RedisCaching], raw: redis.Redis,
+                                  round_trips: list[int]) -> None:
+    """set_many() stores n values with n EVALSHA in one pipeline, even on first use."""
+    raw.script_flush()
+    cache = make_cache()
+    cache.client.ping()
+    reset_stats(raw)
+    round_trips.clear()
+    mapping = {f"k:{i}": [i, str(i)] for i in range(25)}
+    assert cache.set_many(mapping, ttl=60) is True
+    assert len(round_trips) == 1
+    assert command_calls(raw)["evalsha"] == 25
+    assert cache.get_many(list(mapping)) == mapping
+    assert all(55 <= raw.ttl(k) <= 60 for k in mapping)
+    round_trips.clear()
+    assert cache.set_many({"x": 1, "y": 2}) is True
+    assert len(round_trips) == 1
+
+
+def test_set_many_after_script_flush_still_stores(make_cache: Callable[..., RedisCaching],
+                                                  raw: redis.Redis) -> None:
+    """A server that lost its scripts (restart, SCRIPT FLUSH) gets them reloaded."""
+    cache = make_cache()
+    assert cache.set_many({"a": 1}) is True
+    raw.script_flush()
+    assert cache.set_many({"b": 2}) is True
+    assert cache.set("c", 3) is True
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_empty_batches_send_nothing(cache: RedisCaching, round_trips: list[int]) -> None:
+    """get_many([]) and set_many({}) answer without a round trip."""
+    assert cache.get_many([]) == {}
+    assert cache.set_many({}) is True
+    assert cache.delete() == 0
+    assert round_trips == []
+
+
+def test_delete_many_keys_counts_existing(cache: RedisCaching) -> None:
+    """delete(*keys) returns how many of the keys existed."""
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.delete("a", "b", "c") == 2
+
+
+# --- health, stats, lifecycle -------------------------------------------------------------------
+
+
+def test_check_cache_health_live_and_killed(server_factory: ServerFactory) -> None:
+    """check_cache_health() is True on a live server and False (no exception) once killed."""
+    srv = server_factory()
+    with RedisCaching(srv.args()) as cache:
+        assert cache.check_cache_health() is True
+        srv.kill()
+        assert cache.check_cache_health() is False
+
+
+def test_hit_rate_on_dead_server_fails_open(server_factory: ServerFactory) -> None:
+    """hit_rate() returns 0.0 on a dead server, or raises CacheUnavailable when strict."""
+    srv = server_factory()
+    srv.kill()
+    with RedisCaching(srv.args()) as cache:
+        assert cache.hit_rate() == 0.0
+    with RedisCaching(srv.args(), strict=True) as cache, pytest.raises(CacheUnavailable):
+        cache.hit_rate()
+
+
+def _client_count(raw: redis.Redis) -> int:
+    return len(raw.client_list())
+
+
+def test_context_manager_closes_the_pool(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """Leaving `with RedisCaching(...)` disconnects the cache's connections."""
+    baseline = _client_count(raw)
+    with RedisCaching(server.args()) as cache:
+        assert cache.set("k", 1) is True
+        assert _client_count(raw) == baseline + 1
+    assert wait_until(lambda: _client_count(raw) == baseline)
+
+
+def test_close_is_idempotent(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """close() can be called twice; the cache reconnects if used again."""
+    cache = RedisCaching(server.args())
+    cache.set("k", 1)
+    cache.close()
+    cache.close()
+    assert cache.get("k") == 1
+    cache.close()
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "columns", "where"),
+    [
+        ("users", ["id", "username", "email"], []),
+        ("users", ["email", "id", "username"], ["active=1"]),
+        ("orders", ["*"], ["created_at > NOW() - INTERVAL 1 HOUR"]),
+        ("countries", [], []),
+        ("ünïcode", ["naïve", "x"], ["b=2", "a=1"]),
+    ],
+    ids=["users", "users-where", "orders", "empty", "unicode"],
+)
+def test_build_cache_key_is_the_seed_algorithm(
+    table: str, columns: list[str], where: list[str]
+) -> None:
+    """build_cache_key() returns exactly the seed's key (sql:<table>:data:<8 hex>)."""
+    key = build_cache_key(table, columns, where)
+    assert key == seed_build_cache_key(table, columns, where)
+    assert re.fullmatch(rf"sql:{re.escape(table)}:data:[0-9a-f]{{8}}", key)
+
+
+def test_build_cache_key_pinned_values() -> None:
+    """Pinned keys: a change would orphan every deployed entry."""
+    assert build_cache_key("users", ["id", "name"], ["active=1"]) == "sql:users:data:cb668aec"
+    assert build_cache_key("users", ["name", "id"], []) == "sql:users:data:2dd67780"
+    assert build_cache_key("users", ["name", "id"], [], digest_length=12).startswith(
+        "sql:users:data:2dd67780"
+    )
+
+
+def test_build_cache_key_is_order_insensitive_and_shared(cache: RedisCaching) -> None:
+    """Column/condition order gives the same key; entries under it fall to sql:users:*."""
+    key = build_cache_key("users", ["id", "username", "email"], ["b=1", "a=2"])
+    assert key == build_cache_key("users", ["email", "username", "id"], ["a=2", "b=1"])
+    assert re.fullmatch(r"sql:users:data:[0-9a-f]{8}", key)
+    cache.set(key, [{"id": 1}])
+    assert cache.get(key) == [{"id": 1}]
+    assert cache.invalidate("sql:users:*") == 1
+
+
+def test_digest_collision_never_returns_another_calls_result(
+    make_cache: Callable[..., RedisCaching],
+) -> None:
+    """With 1-hex-character digests, 200 argument values collide, yet each call gets its own."""
+    cache = make_cache(digest_length=1)
+    calls: list[int] = []
+
+    @cached(cache=cache, prefix="collide", ttl=60)
+    def square(x: int) -> tuple[str, int]:
+        calls.append(x)
+        return ("square", x * x)
+
+    keys = {square.cache_key(i) for i in range(200)}
+    assert len(keys) <= 16
+    assert all(re.fullmatch(r"collide:data:[0-9a-f]", k) for k in keys)
+    for _ in range(2):
+        for i in range(200):
+            assert square(i) == ("square", i * i)
+    # A call right after the same call hits: the shared key holds the last call's entry.
+    assert square(7) == ("square", 49)
+    before = len(calls)
+    assert square(7) == ("square", 49)
+    assert len(calls) == before
+
+
+def test_digest_collision_with_decorator_digest_length(cache: RedisCaching) -> None:
+    """cached(digest_length=1) on a normal cache: colliding calls still get their own result."""
+
+    @cached(cache=cache, digest_length=1, ttl=60)
+    def ident(x: str) -> str:
+        return f"result-{x}"
+
+    assert len({ident.cache_key(str(i)) for i in range(100)}) <= 16
+    for _ in range(2):
+        for i in range(100):
+            assert ident(str(i)) == f"result-{i}"
+
+
+def test_fingerprint_mismatch_is_a_miss(cache: RedisCaching) -> None:
+    """A stored fingerprint that differs from the lookup's is a miss, the same one a hit."""
+    fp_a, fp_b = b"A" * 16, b"B" * 16
+    assert cache.store("sql:users:data:f", "for-A", 60_000, fingerprint=fp_a) is True
+    assert cache.lookup("sql:users:data:f", fp_b).value is MISS
+    assert cache.lookup("sql:users:data:f", fp_a).value == "for-A"
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+ROUND_TRIP_VALUES: list[tuple[str, Any]] = [
+    ("none", None),
+    ("true", True),
+    ("false", False),
+    ("zero", 0),
+    ("int64-min", -(2**63)),
+    ("uint64-max", 2**64 - 1),
+    ("big-int", 2**200 + 17),
+    ("big-negative", -(10**40)),
+    ("float", 3.141592653589793),
+    ("neg-zero", -0.0),
+    ("inf", math.inf),
+    ("neg-inf", -math.inf),
+    ("str", "héllo wörld"),
+    ("empty-str", ""),
+    ("bytes", b"\x00\xff\x80"),
+    ("list", [1, "a", None, [2.5]]),
+    ("tuple", (1, (2, "x"), ())),
+    ("dict", {"a": 1, "b": [1, 2]}),
+    ("dict-non-str-keys", {1: "int", (1, 2): "tuple", None: "none", 2.5: "float"}),
+    ("set", {1, 2, 3}),
+    ("frozenset", frozenset({"a", "b"})),
+    ("nested", {"s": {frozenset({1}), (1, 2)}, "t": ({"a": (1,)},)}),
+    ("datetime-naive", datetime(2024, 2, 29, 23, 59, 59, 123456)),
+    ("datetime-aware", datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
+    ("datetime-utc", datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ("date", date(1999, 12, 31)),
+    ("time", dtime(8, 30, 15, 250)),
+    ("time-aware", dtime(8, 30, tzinfo=timezone(timedelta(hours=-3)))),
+    ("timedelta", timedelta(days=-2, seconds=5, microseconds=7)),
+    ("decimal", Decimal("1234.5600")),
+    ("decimal-neg-zero", Decimal("-0.00")),
+    ("uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+]
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Exact equality: same type all the way down, same value (NaN equal to NaN)."""
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, float):
+        return (math.isnan(got) and math.isnan(want)) or (
+            got == want and math.copysign(1, got) == math.copysign(1, want)
+        )
+    if isinstance(want, (list, tuple)):
+        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, dict):
+        return got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want)
+    if isinstance(want, (datetime, dtime)):
+        return got == want and got.utcoffset() == want.utcoffset()
+    if isinstance(want, Decimal):
+        return str(got) == str(want)
+    return bool(got == want)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), ROUND_TRIP_VALUES, ids=[n for n, _ in ROUND_TRIP_VALUES]
+)
+def test_msgpack_round_trip_through_redis(cache: RedisCaching, name: str, value: Any) -> None:
+    """Every type issue 2 lists comes back from Redis with the same type and value."""
+    assert cache.set(f"v:{name}", value) is True
+    assert _same(cache.get(f"v:{name}", default=MISS), value)
+    assert _same(cache.get_many([f"v:{name}"])[f"v:{name}"], value)
+
+
+def test_nan_round_trips(cache: RedisCaching) -> None:
+    """float('nan') is stored and read back as a NaN float."""
+    cache.set("nan", float("nan"))
+    got = cache.get("nan")
+    assert isinstance(got, float)
+    assert math.isnan(got)
+
+
+def test_cached_none_is_not_a_miss(cache: RedisCaching) -> None:
+    """A stored None is returned as None, not as the default."""
+    cache.set("none", None)
+    assert cache.get("none", "default") is None
+    assert cache.get("absent", "default") == "default"
+
+
+def test_json_serializer_writes_the_seeds_plain_json(
+    make_cache: Callable[..., RedisCaching], raw: redis.Redis
+) -> None:
+    """serializer="json" stores json.dumps(value) text that any language can read."""
+    cache = make_cache(serializer="json")
+    value = {"users": [{"id": 1, "name": "Zoë"}], "total": 1.5, "ok": True, "none": None}
+    assert cache.set("j", value, ttl=60) is True
+    assert raw.get("j") == json.dumps(value).encode()
+    assert json.loads(raw.get("j")) == value
+    assert cache.get("j") == value
+    assert 55 <= raw.ttl("j") <= 60
+    big = {"rows": ["same text"] * 500}
+    cache.set("big", big)
+    assert raw.get("big") == json.dumps(big).encode()  # never compressed
+    assert cache.set_many({"m": [1, 2]}) is True
+    assert raw.get("m") == b"[1, 2]"
+    cache.set("t", (1, 2))
+    assert cache.get("t") == [1, 2]  # JSON has no tuples
+
+
+def test_json_serializer_refuses_non_json_values(
+    make_cache: Callable[..., RedisCaching], raw: redis.Redis
+) -> None:
+    """The JSON codec refuses sets, bytes and non-str dict keys with SerializationError."""
+    cache = make_cache(serializer="json")
+    for value, type_name in (({1}, "set"), (b"x", "bytes"), ({1: "a"}, "int")):
+        with pytest.raises(SerializationError, match=type_name):
+            cache.set("bad", value)
+    assert raw.exists("bad") == 0
+
+
+def test_json_values_are_readable_by_the_default_codec(
+    make_cache: Callable[..., RedisCaching],
+) -> None:
+    """A msgpack cache reads what a JSON cache wrote, and the other way round for JSON types."""
+    json_cache = make_cache(serializer="json")
+    msgpack_cache = make_cache()
+    json_cache.set("a", {"x": [1]})
+    msgpack_cache.set("b", {"y": [2]})
+    assert msgpack_cache.get("a") == {"x": [1]}
+    assert json_cache.get("b") == {"y": [2]}
+
+
+def test_compression_above_threshold(make_cache: Callable[..., RedisCaching],
+                                     raw: redis.Redis) -> None:
+    """Values above compress_threshold are stored zlib-compressed (smaller) and round trip."""
+    value = {"rows": [{"name": "row", "n": i % 3} for i in range(2000)]}
+    compressed = make_cache(compress_threshold=512)
+    uncompressed = make_cache(compress_threshold=None)
+    compressed.set("c", value)
+    uncompressed.set("u", value)
+    assert len(raw.get("c")) * 5 < len(raw.get("u"))
+    assert compressed.get("c") == value
+    assert uncompressed.get("c") == value
+    small = make_cache(compress_threshold=100_000)  # above the 26 kB body
+    small.set("s", value)
+    assert len(raw.get("s")) == len(raw.get("u"))
+
+
+def test_pickle_only_when_chosen(make_cache: Callable[..., RedisCaching],
+                                 raw: redis.Redis) -> None:
+    """Pickle stores user types only when chosen; other caches never unpickle its entries."""
+    default = make_cache()
+    with pytest.raises(SerializationError, match="Point"):
+        default.set("p", Point(1, 2))
+    assert raw.exists("p") == 0
+    pickling = make_cache(serializer="pickle")
+    assert pickling.set("p", Point(1, 2)) is True
+    assert pickling.get("p") == Point(1, 2)
+    assert default.get("p", "not unpickled") == "not unpickled"
+
+
+def test_serializer_instance_is_used(make_cache: Callable[..., RedisCaching],
+                                     raw: redis.Redis) -> None:
+    """A Serializer passed in is used as is (here JSON with compression)."""
+    cache = make_cache(serializer=Serializer("json", compress_threshold=64))
+    value = ["repeat"] * 200
+    cache.set("k", value)
+    assert len(raw.get("k")) < len(json.dumps(value))
+    assert cache.get("k") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [(object(), "object"), (lambda: 1, "function"), ({"a": [1, {2: object()}]}, "object"),
+     (Point(1, 2), "Point"), (open, "builtin_function_or_method")],
+    ids=["object", "lambda", "nested", "dataclass", "builtin"],
+)
+def test_unserializable_value_raises_and_writes_nothing(
+    cache: RedisCaching, raw: redis.Redis, value: Any, type_name: str
+) -> None:
+    """A value that cannot be serialized raises SerializationError naming its type; the key
+    keeps its previous state."""
+    with pytest.raises(SerializationError, match=type_name) as info:
+        cache.set("new", value)
+    assert isinstance(info.value, ValueError)
+    assert raw.exists("new") == 0
+    cache.set("old", "previous")
+    with pytest.raises(SerializationError):
+        cache.set("old", value)
+    assert cache.get("old") == "previous"
+    with pytest.raises(SerializationError):
+        cache.set_many({"fine": 1, "bad": value})
+    assert raw.exists("fine", "bad") == 0
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"\xc1\x00garbage", b"\x80\x81 not json", b"{truncated json", b"\xc1"],
+    ids=["fake-envelope", "binary", "bad-json", "lone-magic"],
+)
+def test_foreign_value_is_a_logged_miss(
+    cache: RedisCaching, raw: redis.Redis, caplog: pytest.LogCaptureFixture, stored: bytes
+) -> None:
+    """Undecodable bytes make get() return the default and log one warning, never raise."""
+    raw.set("foreign", stored)
+    with caplog.at_level(logging.WARNING, logger="memo_redis"):
+        assert cache.get("foreign", "default") == "default"
+        assert cache.get("foreign") is None
+        assert cache.get_many(["foreign"]) == {}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "foreign" in warnings[0].getMessage()
+
+
+def test_corrupt_body_is_a_logged_miss(
+    cache: RedisCaching, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid envelope with a corrupt body is a miss with one warning, never an exception."""
+    cache.set("k", [1, 2, 3])
+    good = raw.get("k")
+    assert good is not None
+    raw.set("k", good[: 2 + envelope.STAMP_SIZE] + b"\xc1\xc1\xc1")
+    with caplog.at_level(logging.WARNING, logger="memo_redis"):
+        assert cache.get("k", "default") == "default"
+        assert cache.get("k", "default") == "default"
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_plain_json_from_the_seed_is_readable(cache: RedisCaching, raw: redis.Redis) -> None:
+    """Values the seed wrote with json.dumps (no envelope) are read as hits."""
+    raw.set("sql:users:data:a3f7c21e", json.dumps([{"id": 1, "username": "ann"}]))
+    raw.set("n", json.dumps(None))
+    assert cache.get("sql:users:data:a3f7c21e") == [{"id": 1, "username": "ann"}]
+    assert cache.get("n", "default") is None
+
+
+def test_value_above_max_value_size_is_not_stored(
+    make_cache: Callable[..., RedisCaching], raw: redis.Redis
+) -> None:
+    """set() of a value larger than max_value_size returns False and writes nothing."""
+    cache = make_cache(max_value_size=1000, compress_threshold=None)
+    assert cache.set("big", "x" * 2000) is False
+    assert raw.exists("big") == 0
+    assert cache.set("small", "x" * 10) is True
+
+
+def test_stored_stamp_matches_python_computation(cache: RedisCaching, raw: redis.Redis) -> None:
+    """The stamp the store script writes equals envelope.compute_stamp of the current gens."""
+    cache.set("sql:users:data:1", 1)
+    stored = raw.get("sql:users:data:1")
+    assert stored is not None
+    gens = raw.mget(layout.generation_keys("sql:users:data"))
+    assert all(g is not None for g in gens)
+    assert stored[2 : 2 + envelope.STAMP_SIZE] == envelope.compute_stamp(gens)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_error_hierarchy_and_exports() -> None:
+    """One base; ConfigError and SerializationError are ValueErrors; all exported."""
+    assert issubclass(ConfigError, MemoRedisError)
+    assert issubclass(ConfigError, ValueError)
+    assert issubclass(SerializationError, MemoRedisError)
+    assert issubclass(SerializationError, ValueError)
+    assert issubclass(CacheUnavailable, MemoRedisError)
+    assert not issubclass(CacheUnavailable, ValueError)
+    for name in ("MemoRedisError", "ConfigError", "SerializationError", "CacheUnavailable"):
+        assert name in memo_redis.__all__
+
+
+@pytest.fixture
+def dead_server(server_factory: ServerFactory) -> EmbeddedServer:
+    """A private server that was started and then killed."""
+    srv = server_factory(tcp=True)
+    srv.kill()
+    return srv
+
+
+OPERATIONS: list[tuple[str, Callable[[RedisCaching], Any], Any]] = [
+    ("get", lambda c: c.get("k", "default"), "default"),
+    ("set", lambda c: c.set("k", 1), False),
+    ("delete", lambda c: c.delete("k"), 0),
+    ("invalidate", lambda c: c.invalidate("sql:users:*"), 0),
+    ("invalidate-glob", lambda c: c.invalidate("sql:us*"), 0),
+    ("invalidate-key", lambda c: c.invalidate("k"), 0),
+    ("get_many", lambda c: c.get_many(["a", "b"]), {}),
+    ("set_many", lambda c: c.set_many({"a": 1}), False),
+    ("hit_rate", lambda c: c.hit_rate(), 0.0),
+]
+
+
+@pytest.mark.parametrize(("name", "op", "fallback"), OPERATIONS, ids=[o[0] for o in OPERATIONS])
+def test_fail_open_on_dead_server(
+    dead_server: EmbeddedServer, name: str, op: Callable[[RedisCaching], Any], fallback: Any
+) -> None:
+    """By default a dead server gives the fallback (default / False / 0 / {}), no exception."""
+    with RedisCaching(dead_server.args()) as cache:
+        assert op(cache) == fallback
+        assert cache.check_cache_health() is False
+
+
+@pytest.mark.parametrize(("name", "op", "fallback"), OPERATIONS, ids=[o[0] for o in OPERATIONS])
+def test_strict_raises_cache_unavailable_from_redis_error(
+    dead_server: EmbeddedServer, name: str, op: Callable[[RedisCaching], Any], fallback: Any
+) -> None:
+    """strict=True raises CacheUnavailable whose __cause__ is redis-py's ConnectionError."""
+    with RedisCaching(dead_server.args(), strict=True) as cache:
+        for _ in range(5):  # also once the circuit breaker has opened
+            with pytest.raises(CacheUnavailable) as info:
+                op(cache)
+            assert isinstance(info.value.__cause__, redis.ConnectionError)
+
+
+def test_strict_per_call_overrides_cache(dead_server: EmbeddedServer) -> None:
+    """strict=True on one call raises even on a fail-open cache; strict=False the reverse."""
+    assert dead_server.tcp_url is not None
+    with RedisCaching(dead_server.tcp_url) as cache, pytest.raises(CacheUnavailable):
+        cache.get("k", strict=True)
+    with RedisCaching(dead_server.args(), strict=True) as cache:
+        assert cache.get("k", "d", strict=False) == "d"
+
+
+def test_outage_is_logged_once(dead_server: EmbeddedServer,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    """A dead server is reported by one warning, not one per call."""
+    with caplog.at_level(logging.WARNING, logger="memo_redis"), RedisCaching(
+        dead_server.args()
+    ) as cache:
+        for _ in range(10):
+            cache.get("k")
+    unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(unavailable) == 1
+
+
+def test_recovers_when_server_returns(server_factory: ServerFactory) -> None:
+    """After a restart the same cache stores and reads again."""
+    srv = server_factory()
+    with RedisCaching(srv.args(), reset_timeout=0.05) as cache:
+        assert cache.set("k", 1) is True
+        srv.kill()
+        assert cache.get("k", "down") == "down"
+        srv.restart()
+        assert wait_until(lambda: cache.set("k", 2))
+        assert cache.get("k") == 2
+
+
+@pytest.fixture
+def password_server(server_factory: ServerFactory) -> EmbeddedServer:
+    """A private server that requires PASSWORD."""
+    return server_factory(tcp=True, config={"requirepass": PASSWORD})
+
+
+def test_password_never_shown_in_repr(password_server: EmbeddedServer) -> None:
+    """repr/str of RedisArgs and RedisCaching never contain the password."""
+    args = password_server.args(password=PASSWORD)
+    url = f"redis://user:{PASSWORD}@127.0.0.1:{password_server.port}/0"
+    client = redis.Redis(unix_socket_path=password_server.socket_path, password=PASSWORD)
+    try:
+        objects: list[object] = [
+            args, RedisArgs.from_url(url), RedisCaching(args), RedisCaching(url),
+            RedisCaching(client=client),
+        ]
+        for obj in objects:
+            assert PASSWORD not in repr(obj)
+            assert PASSWORD not in str(obj)
+        assert RedisCaching(args).get("k", "d") == "d"
+        assert RedisCaching(args).set("k", 1) is True
+        assert RedisCaching(client=client).get("k") == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("how", ["args", "url", "client"])
+def test_wrong_password_errors_hide_passwords(
+    password_server: EmbeddedServer, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """A wrong password gives CacheUnavailable (strict) and logs that show neither password."""
+    client = None
+    if how == "args":
+        cache = RedisCaching(password_server.args(password=WRONG_PASSWORD), strict=True)
+    elif how == "url":
+        cache = RedisCaching(
+            f"redis://:{WRONG_PASSWORD}@127.0.0.1:{password_server.port}/0", strict=True
+        )
+    else:
+        client = redis.Redis(unix_socket_path=password_server.socket_path,
+                             password=WRONG_PASSWORD)
+        cache = RedisCaching(client=client, strict=True)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="memo_redis"):
+            with pytest.raises(CacheUnavailable) as info:
+                cache.get("k")
+            assert cache.check_cache_health() is False
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+        for text in (str(info.value), repr(info.value), caplog.text, repr(cache)):
+            assert WRONG_PASSWORD not in text
+            assert PASSWORD not in text
+    finally:
+        cache.close()
+        if client is not None:
+            client.close()
+
+
+def test_config_errors_hide_passwords() -> None:
+    """ConfigError for a bad URL masks the password it contains."""
+    for url in (f"http://:{PASSWORD}@cache:6379/0", f"redis://:{PASSWORD}@cache:6379/db"):
+        with pytest.raises(ConfigError) as info:
+            RedisCaching(url)
+        assert PASSWORD not in str(info.value)
+        assert PASSWORD not in repr(info.value)
+
+
+# --- race-free store ------------------------------------------------------------------------------
+
+
+KEY = "sql:users:data:0000beef"
+
+
+def test_checked_store_succeeds_without_invalidation(cache: RedisCaching) -> None:
+    """A store checked against its lookup succeeds when nothing changed in between."""
+    look = cache.lookup(KEY)
+    assert look.value is MISS
+    assert cache.store(KEY, "fresh", 60_000, seen=look) is True
+    assert cache.get(KEY) == "fresh"
+
+
+@pytest.mark.parametrize(
+    "invalidate",
+    [
+        lambda c: c.invalidate("sql:users:*"),
+        lambda c: c.invalidate("sql:*"),
+        lambda c: c.invalidate("*"),
+        lambda c: c.invalidate(KEY),
+        lambda c: c.invalidate_key(KEY),
+    ],
+    ids=["table", "namespace", "all", "exact", "invalidate_key"],
+)
+def test_store_after_invalidation_is_refused(
+    cache: RedisCaching, raw: redis.Redis, invalidate: Callable[[RedisCaching], Any]
+) -> None:
+    """invalidate() between a lookup and its store makes the checked store refuse."""
+    look = cache.lookup(KEY)
+    invalidate(cache)
+    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    assert raw.exists(KEY) == 0
+    assert cache.get(KEY) is None
+
+
+def test_store_of_unrelated_scope_is_not_refused(cache: RedisCaching) -> None:
+    """Invalidating another table does not refuse this table's store."""
+    look = cache.lookup(KEY)
+    cache.invalidate("sql:orders:*")
+    cache.invalidate("sql:users2:*")
+    assert cache.store(KEY, "fresh", 60_000, seen=look) is True
+
+
+def test_glob_invalidation_fences_locked_computation(cache: RedisCaching, raw: redis.Redis) -> None:
+    """A non-prefix glob fences a matching computation that holds the single-flight lock."""
+    look = cache.lookup(KEY)
+    token = envelope.new_token()
+    assert cache.try_lock(KEY, look, token) is True
+    cache.set("sql:users2:data:1", "kept")
+    assert cache.invalidate("sql:users*") == 1
+    assert cache.store(KEY, "stale", 60_000, seen=look, token=token) is False
+    assert raw.exists(KEY) == 0
+    assert cache.lock_held(KEY, look) is False  # the refused store released the lock
+
+
+def test_race_protection_switch(cache: RedisCaching) -> None:
+    """With race_protection=False the same store lands (the switch the race tests flip)."""
+    cache.race_protection = False
+    look = cache.lookup(KEY)
+    cache.invalidate("sql:users:*")
+    assert cache.store(KEY, "stale", 60_000, seen=look) is True
+    assert cache.get(KEY) == "stale"
+
+
+def test_invalidated_entries_are_misses_at_once(cache: RedisCaching, raw: redis.Redis) -> None:
+    """After the generation bump an entry still physically present is already a miss."""
+    cache.set(KEY, "old")
+    stored = raw.get(KEY)
+    cache.invalidate("sql:users:*")
+    raw.set(KEY, stored)  # as if the unlink had not happened yet
+    assert cache.get(KEY) is None
+
+
+# --- key validation and the async variants ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, k: c.get(k),
+        lambda c, k: c.set(k, 1),
+        lambda c, k: c.delete(k),
+        lambda c, k: c.get_many([k]),
+        lambda c, k: c.set_many({k: 1}),
+        lambda c, k: c.invalidate_key(k),
+    ],
+    ids=["get", "set", "delete", "get_many", "set_many", "invalidate_key"],
+)
+def test_bad_keys_are_rejected(cache: RedisCaching, call: Callable[[RedisCaching, Any], Any]
+                               ) -> None:
+    """A key that is not a str is a TypeError, an empty key a ValueError; both name key."""
+    with pytest.raises(TypeError, match="key must be a str"):
+        call(cache, b"bytes-key")
+    with pytest.raises(TypeError, match="key must be a str"):
+        call(cache, 42)
+    with pytest.raises(ValueError, match="key must be a non-empty str"):
+        call(cache, "")
+
+
+def test_async_get_set_and_invalidate(cache: RedisCaching, raw: redis.Redis) -> None:
+    """aset/aget/ainvalidate/ainvalidate_key behave like their sync versions."""
+
+    async def scenario() -> list[Any]:
+        try:
+            results: list[Any] = [await cache.aset("sql:users:data:a", (1, b"\xff"), ttl=60)]
+            results.append(await cache.aget("sql:users:data:a"))
+            results.append(await cache.ainvalidate("sql:users:*"))
+            results.append(await cache.aget("sql:users:data:a", "gone"))
+            await cache.aset("k", 1)
+            results.append(await cache.ainvalidate_key("k"))
+            return results
+        finally:
+            await cache.aclose()
+
+    assert asyncio.run(scenario()) == [True, (1, b"\xff"), 1, "gone", 1]
+    assert raw.exists("k") == 0
+
+
+def test_async_fail_open_and_strict(dead_server: EmbeddedServer) -> None:
+    """aget returns the default on a dead server, or raises CacheUnavailable when strict."""
+
+    async def scenario() -> tuple[Any, BaseException | None]:
+        cache = RedisCaching(dead_server.args())
+        try:
+            fallback = await cache.aget("k", "default")
+            try:
+                await cache.aget("k", strict=True)
+            except CacheUnavailable as error:
+                return fallback, error.__cause__
+            return fallback, None
+        finally:
+            await cache.aclose()
+
+    fallback, cause = asyncio.run(scenario())
+    assert fallback == "default"
+    assert isinstance(cause, redis.ConnectionError)
