@@ -644,7 +644,12 @@ def twin(value: Any, rnd: random.Random, hashable: bool = False) -> Any:
             return cls(items)
         if cls is list:
             return tuple(items)
-        return frozenset(items) if hashable else items
+        if hashable:
+            try:
+                return frozenset(items)
+            except TypeError:  # the tuple holds a list: not hashable in any form
+                return items
+        return items
     if cls in (set, frozenset):
         items = [twin(v, rnd, True) for v in value]
         if not swap:
