@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .core import RedisCaching
 
 _default_cache: RedisCaching | None = None
+_built_here = False  # whether _default_cache was built by get_default_cache (so we may close it)
 _default_lock = threading.Lock()
 caching_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "memo_redis_disabled", default=False
@@ -19,8 +20,12 @@ caching_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 def get_default_cache() -> RedisCaching:
-    """The process-wide default cache, built from the environment on first use."""
-    global _default_cache
+    """The process-wide default cache, built on first use with ``RedisCaching()``.
+
+    That reads the ``REDIS_*`` environment variables (see :meth:`RedisArgs.from_env`) but opens
+    no connection; the first command does.
+    """
+    global _default_cache, _built_here
     cache = _default_cache
     if cache is None:
         with _default_lock:
@@ -29,20 +34,29 @@ def get_default_cache() -> RedisCaching:
                 from .core import RedisCaching
 
                 cache = _default_cache = RedisCaching()
+                _built_here = True
     return cache
 
 
 def set_default_cache(cache: RedisCaching | None) -> None:
-    """Replace the default cache used by decorators given no ``cache=`` (None: rebuild lazily)."""
+    """Replace the default cache used by decorators given no ``cache=`` (None: rebuild lazily).
+
+    Functions decorated earlier use the new cache from their next call. A default that
+    :func:`get_default_cache` built itself has its connection pool closed (a cache passed in
+    here is left to its owner).
+    """
     from .core import RedisCaching
 
     if cache is not None and not isinstance(cache, RedisCaching):
         raise TypeError(
             f"set_default_cache() takes a RedisCaching or None, got {type(cache).__name__}"
         )
-    global _default_cache
+    global _default_cache, _built_here
     with _default_lock:
-        _default_cache = cache
+        previous, owned = _default_cache, _built_here
+        _default_cache, _built_here = cache, False
+    if owned and previous is not None and previous is not cache:
+        previous.close()
 
 
 @contextlib.contextmanager

@@ -3,15 +3,17 @@
 >>> @cached(prefix="sql:{table}", category="data", ttl=300)      # doctest: +SKIP
 ... def fetch(table, columns, where=()): ...
 >>> fetch.cache_key("users", ["id"])                             # doctest: +SKIP
-'sql:users:data:5be0c52a3f8d9e41'
+'sql:users:data:0a93ea4f3e6f3d44'
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import random
 import string
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -37,7 +39,6 @@ from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
-
 
 
 class CacheInfo(NamedTuple):
@@ -73,8 +74,17 @@ class _Stats:
     errors: int = 0
     stores: int = 0
 
+    def __post_init__(self) -> None:
+        # ``x += 1`` on an attribute is not atomic: concurrent callers would lose counts.
+        self._lock = threading.Lock()
+
+    def count(self, field: str) -> None:
+        with self._lock:
+            setattr(self, field, getattr(self, field) + 1)
+
     def info(self) -> CacheInfo:
-        return CacheInfo(self.hits, self.misses, self.errors, self.stores)
+        with self._lock:
+            return CacheInfo(self.hits, self.misses, self.errors, self.stores)
 
 
 def _unwrap_descriptor(func: Any) -> tuple[Callable[..., Any], str]:
@@ -94,6 +104,9 @@ def _reject_generators(raw: Callable[..., Any], decorator: str) -> None:
             f"@{decorator} cannot decorate {raw.__qualname__}: it is {kind} function, whose "
             "result is a lazy iterator that cannot be stored; return a list instead"
         )
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def _owner(raw: Callable[..., Any]) -> str:
@@ -117,6 +130,14 @@ class _Plan:
             or not 1 <= digest_length <= 64
         ):
             raise ConfigError(f"digest_length must be an integer in 1..64, got {digest_length!r}")
+        if namespace is not None and (
+            not isinstance(namespace, str) or not namespace or "*" in namespace
+        ):
+            raise ConfigError(
+                f"namespace must be a non-empty string without '*', got {namespace!r}"
+            )
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise ConfigError(f"prefix must be a non-empty str or None, got {prefix!r}")
         self.raw = raw
         self.owner = _owner(raw)
         self.category = category
@@ -124,7 +145,18 @@ class _Plan:
         self.digest_length = digest_length
         self.namespace = namespace
         self.plain = ArgumentBinder(raw, ignore=ignore)
-        self.method = ArgumentBinder(raw, ignore=ignore, skip_first=True)
+        # A method's instance arrives apart from its arguments (wrapt's ``instance``). Without a
+        # positional first parameter to drop (``def m(*args)``), bind the arguments alone.
+        first = next(iter(inspect.signature(raw).parameters.values()), None)
+        self.method = (
+            ArgumentBinder(raw, ignore=ignore, skip_first=True)
+            if first is not None and first.kind in _POSITIONAL
+            else None
+        )
+        # "mod.Outer.Cls" for a function defined in a class body, else None.
+        home, _, _ = raw.__qualname__.rpartition(".")
+        self.home_module = raw.__module__
+        self.home_qualname = home if home and not home.endswith(">") else None
         self.prefix = prefix
         self.template = (
             KeyTemplate(prefix, self.plain.parameters, owner=self.owner) if prefix else None
@@ -156,10 +188,21 @@ class _Plan:
                 pieces.append("*")
         return "".join(pieces) + f":{glob_escape(self.category)}:*"
 
+    def _is_home(self, cls: type) -> bool:
+        return cls.__qualname__ == self.home_qualname and cls.__module__ == self.home_module
+
     def derive(self, cache: RedisCaching, instance: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> tuple[str, bytes]:
         """The Redis key and the argument fingerprint of one call."""
-        if instance is None:
+        if (
+            instance is None and args and self.home_qualname is not None
+            and isinstance(args[0], type) and any(self._is_home(c) for c in args[0].__mro__)
+        ):
+            # ``@classmethod`` above ``@cached`` on Python >= 3.13 (which no longer chains
+            # classmethod.__get__) calls the wrapper with cls as a plain first argument. A class
+            # is never a valid key argument, so this cannot misread a real call.
+            instance, args = args[0], args[1:]
+        if instance is None or self.method is None:
             binder = self.plain
             bound = binder.bind(args, kwargs)
         else:
@@ -174,10 +217,14 @@ class _Plan:
             scope = self.scope(cache, bound)
             return f"{scope}:{custom}", fingerprint_of(custom.encode())[1]
         items = binder.key_items(bound)
-        if instance is not None and not isinstance(instance, type):
-            own_key = getattr(instance, "__cache_key__", None)
-            if own_key is not None:
+        if instance is not None:
+            cls = instance if isinstance(instance, type) else type(instance)
+            if cls is not instance and getattr(cls, "__cache_key__", None) is not None:
                 items = [("self", canonical_encode(instance, "self")), *items]
+            elif not self._is_home(cls):
+                # Called through a subclass: its entries must not be served to the base class
+                # (a classmethod reading ``cls.table``, a method calling overridden helpers).
+                items = [("<class>", f"{cls.__module__}.{cls.__qualname__}"), *items]
         digest, fingerprint = fingerprint_of(canonical_bytes(items))
         scope = self.scope(cache, bound)
         return f"{scope}:{digest[: self.digest_length or cache.digest_length]}", fingerprint
@@ -220,7 +267,7 @@ class _Cached:
         return cache.strict if self.strict is None else self.strict
 
     def failed(self, cache: RedisCaching, error: CacheUnavailable) -> None:
-        self.stats.errors += 1
+        self.stats.count("errors")
         if self.strict_for(cache):
             raise error
 
@@ -243,35 +290,54 @@ class _Cached:
             return None
         return int(time.time() * 1000) + ttl_ms, delta_ms
 
+    def wanted(self, cache: RedisCaching, result: Any, elapsed: float) -> bool:
+        # A computation slower than the fence TTL might have outlived an invalidation's fence.
+        return self.storable(result) and elapsed * 1000 < cache.fence_ttl_ms
+
     def store(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
               result: Any, started: float, token: bytes | None) -> None:
         elapsed = time.monotonic() - started
-        if not self.storable(result) or elapsed * 1000 >= cache.fence_ttl_ms:
-            if token is not None:
-                cache.release(key, look, token)
-            return
-        ttl_ms = self.ttl_ms(cache)
+        stored = False
         try:
-            if cache.store(key, result, ttl_ms, seen=look, fingerprint=fingerprint, token=token,
-                           early=self.early(ttl_ms, round(elapsed * 1000))):
-                self.stats.stores += 1
+            if self.wanted(cache, result, elapsed):
+                ttl_ms = self.ttl_ms(cache)
+                stored = cache.store(key, result, ttl_ms, seen=look, fingerprint=fingerprint,
+                                     token=token, early=self.early(ttl_ms, round(elapsed * 1000)))
         except CacheUnavailable as error:
             self.failed(cache, error)
+            return
+        except BaseException:
+            # e.g. SerializationError: never leave the lock to time out under the waiters.
+            if token is not None:
+                cache.release(key, look, token)
+            raise
+        if stored:
+            self.stats.count("stores")
+        elif token is not None:
+            cache.release(key, look, token)
 
     async def astore(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                      result: Any, started: float, token: bytes | None) -> None:
         elapsed = time.monotonic() - started
-        if not self.storable(result) or elapsed * 1000 >= cache.fence_ttl_ms:
-            if token is not None:
-                await cache.arelease(key, look, token)
-            return
-        ttl_ms = self.ttl_ms(cache)
+        stored = False
         try:
-            if await cache.astore(key, result, ttl_ms, seen=look, fingerprint=fingerprint,
-                                  token=token, early=self.early(ttl_ms, round(elapsed * 1000))):
-                self.stats.stores += 1
+            if self.wanted(cache, result, elapsed):
+                ttl_ms = self.ttl_ms(cache)
+                stored = await cache.astore(
+                    key, result, ttl_ms, seen=look, fingerprint=fingerprint, token=token,
+                    early=self.early(ttl_ms, round(elapsed * 1000)),
+                )
         except CacheUnavailable as error:
             self.failed(cache, error)
+            return
+        except BaseException:
+            if token is not None:
+                await cache.arelease(key, look, token)
+            raise
+        if stored:
+            self.stats.count("stores")
+        elif token is not None:
+            await cache.arelease(key, look, token)
 
     # -- sync -----------------------------------------------------------------------------------
 
@@ -289,24 +355,28 @@ class _Cached:
         if look.value is not MISS:
             if self.beta and self.due_early(look):
                 return self.refresh_early(cache, key, fingerprint, look, wrapped, args, kwargs)
-            self.stats.hits += 1
+            self.stats.count("hits")
             return look.value
-        self.stats.misses += 1
+        self.stats.count("misses")
         if not self.single_flight:
             started = time.monotonic()
             result = wrapped(*args, **kwargs)
             self.store(cache, key, fingerprint, look, result, started, None)
             return result
+        # One deadline for both layers: a thread that waited lock_wait for another thread must
+        # not then wait lock_wait again for the Redis lock.
+        deadline = time.monotonic() + cache.lock_wait
         return self.flights.run(
             (key, _flight_id(look)), cache.lock_wait,
-            lambda: self.fill(cache, key, fingerprint, look, wrapped, args, kwargs),
+            lambda: self.fill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline),
         )
 
     def fill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
-             wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Compute under the cross-process lock, or wait (bounded) for its holder's result."""
+             wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             deadline: float) -> Any:
+        """Compute under the cross-process lock, or wait (until ``deadline``) for its holder's
+        result."""
         token = envelope.new_token()
-        deadline = time.monotonic() + cache.lock_wait
         delay = 0.002
         while True:
             try:
@@ -351,9 +421,9 @@ class _Cached:
         except CacheUnavailable:
             acquired = False
         if not acquired:
-            self.stats.hits += 1
+            self.stats.count("hits")
             return look.value
-        self.stats.misses += 1
+        self.stats.count("misses")
         return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
 
     def refresh(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -384,26 +454,26 @@ class _Cached:
             if self.beta and self.due_early(look):
                 return await self.arefresh_early(cache, key, fingerprint, look, wrapped, args,
                                                  kwargs)
-            self.stats.hits += 1
+            self.stats.count("hits")
             return look.value
-        self.stats.misses += 1
+        self.stats.count("misses")
         if not self.single_flight:
             started = time.monotonic()
             result = await wrapped(*args, **kwargs)
             await self.astore(cache, key, fingerprint, look, result, started, None)
             return result
+        deadline = time.monotonic() + cache.lock_wait
         return await self.aflights.run(
             (key, _flight_id(look)), cache.lock_wait,
-            lambda: self.afill(cache, key, fingerprint, look, wrapped, args, kwargs),
+            lambda: self.afill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline),
         )
 
     async def afill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                     wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
+                    kwargs: dict[str, Any], deadline: float) -> Any:
         import asyncio
 
         token = envelope.new_token()
-        deadline = time.monotonic() + cache.lock_wait
         delay = 0.002
         while True:
             try:
@@ -450,9 +520,9 @@ class _Cached:
         except CacheUnavailable:
             acquired = False
         if not acquired:
-            self.stats.hits += 1
+            self.stats.count("hits")
             return look.value
-        self.stats.misses += 1
+        self.stats.count("misses")
         return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
 
     async def arefresh(self, wrapped: Callable[..., Awaitable[Any]], instance: Any,
@@ -471,21 +541,46 @@ def _flight_id(look: Lookup) -> tuple[Any, ...]:
     return (*look.generations, look.fence)
 
 
+class _BoundPickle(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        target = self._self_instance
+        if target is None or self._self_binding == "classmethod":
+            target = getattr(self.__wrapped__, "__self__", None) or self._self_owner
+        return getattr, (target, self.__name__)
+
+
+class _Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+    """A wrapt wrapper that pickles by reference, as plain functions do (multiprocessing)."""
+
+    __bound_function_wrapper__ = _BoundPickle
+
+    def __reduce_ex__(self, protocol: Any) -> str:
+        name: str = self.__qualname__
+        return name
+
+    def __copy__(self) -> Any:
+        return self  # functions are immutable to the copy module
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self
+
+
 class _Handles:
     """The cache handles shared by the unbound and the bound wrapper."""
-
 
     def _memo_core(self) -> _Cached:
         raise NotImplementedError
 
-    def _memo_bind(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
-        """(instance, args) as the wrapper would receive them for a call with ``args``."""
-        return None, args
+    def _memo_bind(self, args: tuple[Any, ...]
+                   ) -> tuple[Any, tuple[Any, ...], Callable[..., Any]]:
+        """(instance, args, wrapped) as the wrapper would receive them for a call with ``args``."""
+        wrapped: Callable[..., Any] = self.__wrapped__  # type: ignore[attr-defined]
+        return None, args, wrapped
 
     def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[RedisCaching, str]:
         core = self._memo_core()
         cache = _resolve(core.cache)
-        instance, args = self._memo_bind(args)
+        instance, args, _ = self._memo_bind(args)
         return cache, core.plan.derive(cache, instance, args, kwargs)[0]
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
@@ -502,8 +597,7 @@ class _Handles:
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Recompute this call now and store the result."""
         core = self._memo_core()
-        instance, args = self._memo_bind(args)
-        wrapped = self.__wrapped__  # type: ignore[attr-defined]
+        instance, args, wrapped = self._memo_bind(args)
         if core.is_async:
             return core.arefresh(wrapped, instance, args, kwargs)
         return core.refresh(wrapped, instance, args, kwargs)
@@ -513,7 +607,13 @@ class _Handles:
         return self._memo_core().stats.info()
 
     def cache_clear(self) -> Any:
-        """Invalidate every entry of this function (all arguments); returns the number deleted."""
+        """Invalidate every entry of this function (all arguments); returns the number deleted.
+
+        Also resets :meth:`cache_info`. Uses :meth:`RedisCaching.invalidate` with the pattern
+        ``{prefix}:{category}:*`` (placeholders of a templated prefix become ``*``), so it costs
+        a SCAN of the keyspace; with a templated prefix, entries of other functions under the
+        template's literal head (``sql`` for ``"sql:{table}"``) become misses too.
+        """
         core = self._memo_core()
         cache = _resolve(core.cache)
         pattern = core.plan.clear_pattern(cache)
@@ -523,24 +623,29 @@ class _Handles:
         return cache.invalidate(pattern)
 
 
-class _BoundCachedWrapper(_Handles, wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+class _BoundCachedWrapper(_Handles, _BoundPickle):
     def _memo_core(self) -> _Cached:
         core: _Cached = self._self_parent._self_core
         return core
 
-    def _memo_bind(self, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    def _memo_bind(self, args: tuple[Any, ...]
+                   ) -> tuple[Any, tuple[Any, ...], Callable[..., Any]]:
+        # Mirrors wrapt's BoundFunctionWrapper.__call__, so a handle sees what a call would.
         binding = self._self_binding
+        wrapped: Callable[..., Any] = self.__wrapped__
         if binding == "classmethod":
-            return self._self_owner, args
+            return getattr(wrapped, "__self__", self._self_owner), args, wrapped
         if binding == "staticmethod":
-            return None, args
+            return None, args, wrapped
         instance = self._self_instance
-        if instance is None and args:  # unbound access: Class.method.cache_key(obj, ...)
-            return args[0], args[1:]
-        return instance, args
+        owner = self._self_owner
+        if instance is None and args and isinstance(owner, type) and isinstance(args[0], owner):
+            # Unbound access: Class.method.cache_key(obj, ...) / .refresh(obj, ...).
+            return args[0], args[1:], functools.partial(wrapped, args[0])
+        return instance, args, wrapped
 
 
-class _CachedWrapper(_Handles, wrapt.FunctionWrapper):  # type: ignore[type-arg]
+class _CachedWrapper(_Handles, _Wrapper):
     """The object ``@cached`` returns; its handles bind like the function does."""
 
     __bound_function_wrapper__ = _BoundCachedWrapper
@@ -570,19 +675,37 @@ def cached(
 ) -> Any:
     """Memoize a function's results in Redis.
 
+    Works on plain and nested functions, methods, classmethods and staticmethods (either
+    decorator order) and ``async def`` functions; decorating never connects. ``cache`` defaults
+    to :func:`memo_redis.get_default_cache` at each call. (On Python >= 3.13, which stopped
+    chaining ``classmethod.__get__``, the handles of ``@classmethod`` stacked *above*
+    ``@cached`` need ``cls`` first: ``Cls.build.cache_key(Cls, ...)``; calls need nothing.)
+
     Keys are ``{prefix}:{category}:{digest}``: ``prefix`` defaults to
-    ``{namespace}:{module.qualname}`` and may be a template filled from the call's arguments
-    (``"sql:{table}"`` gives ``sql:users:data:5be0c52a3f8d9e41``); the digest covers every
-    argument after binding to the signature and applying defaults, normalized and type-tagged (see :mod:`memo_redis.keys`).
+    ``{namespace}:{module.qualname}`` (``namespace`` defaults to the cache's, ``"memo"``) and may
+    be a template filled from the call's arguments (``"sql:{table}"`` gives
+    ``sql:users:data:0a93ea4f3e6f3d44``); the digest covers every argument after binding to the
+    signature and applying defaults, normalized and type-tagged (see :mod:`memo_redis.keys`).
+    ``self``/``cls`` are left out (the class is in the qualname) unless the instance defines
+    ``__cache_key__()``; a call through a subclass is keyed apart from the base class.
+    ``ignore`` names parameters to leave out; ``key(*args, **kwargs)`` (the call's arguments
+    without ``self``/``cls``) replaces the digest with the str it returns. An argument of an
+    unsupported type raises ``TypeError``.
 
     ``ttl`` defaults to the category's TTL (data 300, schema 3600, metadata 7200, count 60, others
-    300; ``None`` = no expiry). Exceptions are never cached; ``None`` results are cached unless
-    ``cache_none=False``; ``unless(result)`` returning True skips storing. Concurrent misses of one
-    key run the body once (``single_flight``, across threads, tasks and processes). With
+    300; ``None`` = no expiry). Exceptions are never cached. ``cache_none`` defaults to True:
+    ``None`` results are stored (and told from a miss); ``cache_none=False`` recomputes them.
+    ``unless(result)`` returning True skips storing that result. Concurrent misses of one key run
+    the body once (``single_flight``, across threads, tasks and processes). With
     ``early_refresh`` (True, or an XFetch beta > 0) a hot entry is recomputed shortly before it
     expires by one caller while the others keep the cached value; ``jitter`` (0..1) shortens each
-    TTL by a random fraction up to that value. A Redis failure runs the function uncached and
-    counts in ``cache_info().errors`` unless ``strict=True``, which raises ``CacheUnavailable``.
+    TTL by a random fraction up to that value. A Redis failure runs the function uncached, logs
+    one warning per outage and counts in ``cache_info().errors``; ``strict=True`` (default: the
+    cache's ``strict``) raises ``CacheUnavailable`` instead.
+
+    The decorated function gains ``cache_key(*a, **kw)``, ``invalidate(*a, **kw)``,
+    ``refresh(*a, **kw)``, ``cache_info()``, ``cache_clear()`` and ``__wrapped__``; on an async
+    function ``invalidate``, ``refresh`` and ``cache_clear`` return awaitables.
     """
     if isinstance(early_refresh, bool):
         beta = 1.0 if early_refresh else 0.0
@@ -596,6 +719,16 @@ def cached(
         to_milliseconds(ttl)
     if cache is not None and not isinstance(cache, RedisCaching):
         raise ConfigError(f"cache must be a RedisCaching, got {type(cache).__name__}")
+    if unless is not None and not callable(unless):
+        raise ConfigError(
+            f"unless must be a callable taking the result, got {type(unless).__name__}"
+        )
+    if func is not None and not callable(func) and not isinstance(func, (classmethod,
+                                                                          staticmethod)):
+        raise TypeError(
+            f"cached() takes its options as keyword arguments, got a positional "
+            f"{type(func).__name__} {func!r}; did you mean cached(prefix={func!r})?"
+        )
     if isinstance(ignore, str):
         ignore = (ignore,)
 
@@ -632,6 +765,11 @@ def invalidates(
     """
     if not patterns:
         raise ConfigError("@invalidates needs at least one pattern")
+    if len(patterns) == 1 and callable(patterns[0]):
+        raise TypeError(
+            "@invalidates needs its patterns: write @invalidates(\"sql:{table}:*\"), not a bare "
+            "@invalidates"
+        )
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
             raise ConfigError(f"@invalidates patterns must be non-empty strings, got {pattern!r}")
@@ -664,7 +802,7 @@ def invalidates(
                 await _arun_invalidations(cache, rendered, strict, None)
                 return result
 
-            return cast("Callable[P, R]", wrapt.FunctionWrapper(target, async_wrapper))
+            return cast("Callable[P, R]", _Wrapper(target, async_wrapper))
 
         def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
@@ -677,7 +815,7 @@ def invalidates(
             _run_invalidations(cache, rendered, strict, None)
             return result
 
-        return cast("Callable[P, R]", wrapt.FunctionWrapper(target, sync_wrapper))
+        return cast("Callable[P, R]", _Wrapper(target, sync_wrapper))
 
     return decorate
 

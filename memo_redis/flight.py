@@ -11,15 +11,19 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from concurrent.futures import wait as wait_for_future
+from typing import Any, Final
+
+_INTERRUPTED: Final = object()
+"""What a thread leader interrupted by a non-Exception BaseException hands its followers."""
 
 
 class Flights:
     """Thread single-flight: the first caller of an id runs ``compute``; the others wait for it.
 
     A follower waits at most ``wait`` seconds, then runs ``compute`` itself. Followers receive the
-    leader's result or its exception.
+    leader's result or its exception; when the leader is interrupted by a ``BaseException`` that
+    is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``), they compute themselves.
     """
 
     __slots__ = ("_lock", "_running")
@@ -37,14 +41,20 @@ class Flights:
                 future = self._running[flight_id] = Future()
         assert future is not None
         if not leader:
-            try:
-                return future.result(timeout=wait)
-            except FutureTimeout:
+            done, _ = wait_for_future([future], timeout=wait)
+            if not done:
                 return compute()
+            result = future.result()
+            return compute() if result is _INTERRUPTED else result
         try:
             result = compute()
-        except BaseException as exc:
+        except Exception as exc:
             future.set_exception(exc)
+            raise
+        except BaseException:
+            # The interruption belongs to the leader's thread only. (Future.cancel() would not
+            # wake concurrent.futures.wait() without an executor, hence a marker result.)
+            future.set_result(_INTERRUPTED)
             raise
         else:
             future.set_result(result)
@@ -56,7 +66,11 @@ class Flights:
 
 
 class AsyncFlights:
-    """Task single-flight, one table per event loop."""
+    """Task single-flight, one table per event loop.
+
+    Followers receive the leader's result or exception; when the leader task is cancelled they
+    compute themselves (the cancellation belongs to the leader only).
+    """
 
     __slots__ = ("_loops",)
 
@@ -74,17 +88,21 @@ class AsyncFlights:
             running = self._loops[loop] = {}
         future = running.get(flight_id)
         if future is not None:
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), wait)
-            except asyncio.TimeoutError:
+            # asyncio.wait neither cancels the shared future on timeout nor on our cancellation.
+            done, _ = await asyncio.wait({future}, timeout=wait)
+            if not done or future.cancelled():
                 return await compute()
+            return future.result()
         future = running[flight_id] = loop.create_future()
         try:
             result = await compute()
-        except BaseException as exc:
+        except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: followers may be gone
+            raise
+        except BaseException:
+            future.cancel()
             raise
         else:
             future.set_result(result)
