@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import redis
 import redis.asyncio
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from . import envelope, layout, scripts
 from .breaker import CircuitBreaker
+from .clients import build_async_client, build_client, connection_kwargs
 from .config import RedisArgs
 from .exceptions import CacheUnavailable, ConfigError
 from .keys import glob_escape, glob_unescape, is_glob, literal_prefix, matches
@@ -52,7 +51,6 @@ MISS: Final = _Missing()
 """Sentinel telling a miss from a cached ``None``."""
 
 _INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-_DEFAULT_SOCKET_TIMEOUT = 1.0
 _LOCK_PREFIX = layout.INTERNAL_PREFIX + "lock:"
 _MAX_WARNED_KEYS = 1024
 
@@ -79,22 +77,24 @@ class _Script:
     def run(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
         command: Callable[..., Any] = client.execute_command
         try:
-            return command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         except NoScriptError:
             command("SCRIPT", "LOAD", self.source)
-            return command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
 
     async def arun(self, client: redis.asyncio.Redis, keys: list[str], args: list[Any]) -> Any:
         command: Callable[..., Any] = client.execute_command
         try:
-            return await command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         except NoScriptError:
             await command("SCRIPT", "LOAD", self.source)
-            return await command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await command("EVALSHA", self.sha, len(keys), *keys, *args,
+                                 NEVER_DECODE=True)
 
 
 _STORE = _Script(scripts.STORE)
 _BUMP = _Script(scripts.BUMP)
+_INIT_GENERATIONS = _Script(scripts.INIT_GENERATIONS)
 _INVALIDATE_ONE = _Script(scripts.INVALIDATE_ONE)
 _RELEASE = _Script(scripts.RELEASE)
 
@@ -223,30 +223,31 @@ class RedisCaching:
         self._outage = False
         self._warned: set[str] = set()
         self._closed = False
+        self._groups: set[str] = set()
+        cluster = args.mode == "cluster" or (
+            client is not None and type(client).__name__ == "RedisCluster"
+        )
+        self.layout: layout.KeyLayout = layout.ClusterLayout() if cluster else layout.KeyLayout()
+        """Names of the keys an entry involves (hash-tagged on Redis Cluster)."""
 
     # -- clients ---------------------------------------------------------------------------
 
     def _client_kwargs(self) -> dict[str, Any]:
-        kwargs = self.args.to_redis_kwargs()
-        # A cache must answer fast or not at all: bounded timeouts, at most one immediate retry
-        # (which reconnects a pooled connection broken by a server restart).
-        kwargs.setdefault("socket_timeout", _DEFAULT_SOCKET_TIMEOUT)
-        kwargs.setdefault("socket_connect_timeout", _DEFAULT_SOCKET_TIMEOUT)
-        return kwargs
+        return connection_kwargs(self.args)
 
     @property
     def client(self) -> redis.Redis:
-        """The redis-py client (honours ``decode_responses``); created on first use."""
+        """The redis-py client (honours ``decode_responses``); created on first use.
+
+        A ``redis.cluster.RedisCluster`` in cluster mode, a Sentinel-managed ``redis.Redis``
+        in sentinel mode.
+        """
         client = self._client
         if client is None:
             with self._client_lock:
                 client = self._client
                 if client is None:
-                    client = redis.Redis(
-                        **self._client_kwargs(),
-                        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                    )
-                    self._client = client
+                    client = self._client = build_client(self.args)
         return client
 
     @property
@@ -255,15 +256,9 @@ class RedisCaching:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            from redis.asyncio.retry import Retry as AsyncRetry
-
-            if self._client is not None and not self._owns_client:
-                kwargs = _kwargs_from_pool(self._client)
-            else:
-                kwargs = self._client_kwargs()
-            client = redis.asyncio.Redis(
-                **kwargs,
-                retry=AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            given = self._client is not None and not self._owns_client
+            client = build_async_client(
+                self.args, _kwargs_from_pool(self._client) if given else None  # type: ignore[arg-type]
             )
             self._async_clients[loop] = client
         return client
@@ -433,9 +428,22 @@ class RedisCaching:
 
     # -- lookup / store primitives (used by the decorators) -----------------------------------
 
-    @staticmethod
-    def _lookup_keys(key: str) -> list[str]:
-        return [*layout.generation_keys(layout.scope_of(key)), layout.fence_key(key), key]
+    def _lookup_keys(self, key: str) -> list[str]:
+        return self.layout.lookup_keys(key)
+
+    def _register_group(self, key: str) -> None:
+        """Cluster layout: record ``key``'s group before its first lookup in this process, so
+        that invalidating a wider prefix finds it (see :class:`.layout.ClusterLayout`)."""
+        group = self.layout.group(key)
+        if group is not None and group not in self._groups:
+            self._execute("lookup", self.client.sadd, layout.GROUPS_KEY, group)
+            self._groups.add(group)
+
+    async def _aregister_group(self, key: str) -> None:
+        group = self.layout.group(key)
+        if group is not None and group not in self._groups:
+            await self._aexecute("lookup", self.async_client.sadd, layout.GROUPS_KEY, group)
+            self._groups.add(group)
 
     def _parse_lookup(self, key: str, raws: list[bytes | None], fingerprint: bytes | None
                       ) -> Lookup:
@@ -446,31 +454,53 @@ class RedisCaching:
     def lookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
         """Read ``key`` and the generations guarding it in one round trip.
 
+        On a miss whose generations do not exist yet (a new or flushed server), they are created
+        first, so a later store is checked against real tokens: an invalidation lost with a
+        restarted server can then never let an earlier computation store.
         Raises :class:`CacheUnavailable` on failure (callers decide whether to fail open).
         """
+        if self.layout.tagged:
+            self._register_group(key)
         raws = self._execute(
             "lookup", self.client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        return self._parse_lookup(key, raws, fingerprint)
+        look = self._parse_lookup(key, raws, fingerprint)
+        if look.value is MISS and None in look.generations:
+            gen_keys = list(self.layout.generation_keys(key))
+            look.generations = list(self._execute(
+                "lookup", _INIT_GENERATIONS.run, self.client, gen_keys,
+                [envelope.new_token() for _ in gen_keys],
+            ))
+        return look
 
     async def alookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
         """Async :meth:`lookup`."""
+        if self.layout.tagged:
+            await self._aregister_group(key)
         raws = await self._aexecute(
             "lookup", self.async_client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        return self._parse_lookup(key, raws, fingerprint)
+        look = self._parse_lookup(key, raws, fingerprint)
+        if look.value is MISS and None in look.generations:
+            gen_keys = list(self.layout.generation_keys(key))
+            look.generations = list(await self._aexecute(
+                "lookup", _INIT_GENERATIONS.arun, self.async_client, gen_keys,
+                [envelope.new_token() for _ in gen_keys],
+            ))
+        return look
 
     def _store_call(self, key: str, parts: tuple[bytes, bytes], ttl_ms: int | None,
                     seen: Lookup | None, token: bytes | None, stamp: bytes | None
                     ) -> tuple[list[str], list[Any]]:
-        scope = layout.scope_of(key)
-        gens = layout.generation_keys(scope)
+        lay = self.layout
+        gens = lay.generation_keys(key)
         n = len(gens)
-        lock = layout.lock_key(key, stamp) if token is not None and stamp is not None else ""
-        index = layout.index_key(scope)
-        keys = [*gens, layout.fence_key(key), key, lock or key, index or key]
+        lock = lay.lock_key(key, stamp) if token is not None and stamp is not None else ""
+        index = lay.index_key(key)
+        value_key = lay.physical(key)
+        keys = [*gens, lay.fence_key(key), value_key, lock or value_key, index or value_key]
         ttl_s = 0 if ttl_ms is None else -(-ttl_ms // 1000)
         args: list[Any] = [
             n, "c" if seen is not None else "u", parts[0], parts[1], ttl_ms or 0,
@@ -519,7 +549,7 @@ class RedisCaching:
 
     def try_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
         """Take the single-flight lock of ``key`` (SET NX PX); True when this caller holds it."""
-        lock = layout.lock_key(key, _stamp_of(seen))
+        lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(self._execute(
             "lock", self.client.execute_command, "SET", lock, token, "NX", "PX",
             self.lock_timeout_ms,
@@ -527,7 +557,7 @@ class RedisCaching:
 
     async def atry_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
         """Async :meth:`try_lock`."""
-        lock = layout.lock_key(key, _stamp_of(seen))
+        lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(await self._aexecute(
             "lock", self.async_client.execute_command, "SET", lock, token, "NX", "PX",
             self.lock_timeout_ms,
@@ -535,25 +565,25 @@ class RedisCaching:
 
     def lock_held(self, key: str, seen: Lookup) -> bool:
         """Is the single-flight lock of ``key`` (under ``seen``'s generations) held?"""
-        lock = layout.lock_key(key, _stamp_of(seen))
+        lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(self._execute("lock", self.client.execute_command, "EXISTS", lock))
 
     async def alock_held(self, key: str, seen: Lookup) -> bool:
         """Async :meth:`lock_held`."""
-        lock = layout.lock_key(key, _stamp_of(seen))
+        lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(await self._aexecute("lock", self.async_client.execute_command, "EXISTS", lock))
 
     def release(self, key: str, seen: Lookup, token: bytes) -> None:
         """Release a lock this caller holds (compare-and-delete); errors are ignored."""
         with contextlib.suppress(CacheUnavailable):
             self._execute("unlock", _RELEASE.run, self.client,
-                          [layout.lock_key(key, _stamp_of(seen))], [token])
+                          [self.layout.lock_key(key, _stamp_of(seen))], [token])
 
     async def arelease(self, key: str, seen: Lookup, token: bytes) -> None:
         """Async :meth:`release`."""
         with contextlib.suppress(CacheUnavailable):
             await self._aexecute("unlock", _RELEASE.arun, self.async_client,
-                                 [layout.lock_key(key, _stamp_of(seen))], [token])
+                                 [self.layout.lock_key(key, _stamp_of(seen))], [token])
 
     # -- the public key/value API ----------------------------------------------------------
 
@@ -613,7 +643,8 @@ class RedisCaching:
         for key in keys:
             _check_key(key)
         try:
-            return int(self._execute("delete", self.client.delete, *keys))
+            physical = [self.layout.physical(key) for key in keys]
+            return int(self._execute("delete", self.client.delete, *physical))
         except CacheUnavailable as error:
             return self._fail_open(error, strict, 0)
 
@@ -624,22 +655,34 @@ class RedisCaching:
             _check_key(key)
         if not keys:
             return {}
-        gen_keys = list(dict.fromkeys(
-            g for key in keys for g in layout.generation_keys(layout.scope_of(key))
-        ))
+        lay = self.layout
         try:
-            raws = self._execute("get_many", self.client.execute_command, "MGET", *gen_keys, *keys,
-                                 NEVER_DECODE=True)
+            if lay.tagged:  # Cluster: one MGET per entry (its keys share a slot), pipelined
+                lookups = self._execute("get_many", self._pipelined_lookups, keys)
+            else:
+                gen_keys = list(dict.fromkeys(g for key in keys for g in lay.generation_keys(key)))
+                raws = self._execute("get_many", self.client.execute_command, "MGET", *gen_keys,
+                                     *(lay.physical(key) for key in keys), NEVER_DECODE=True)
+                gen_values = dict(zip(gen_keys, raws[: len(gen_keys)], strict=True))
+                lookups = [
+                    [*(gen_values[g] for g in lay.generation_keys(key)), None, raw]
+                    for key, raw in zip(keys, raws[len(gen_keys):], strict=True)
+                ]
         except CacheUnavailable as error:
             return self._fail_open(error, strict, {})
-        gen_values = dict(zip(gen_keys, raws[: len(gen_keys)], strict=True))
         found: dict[str, Any] = {}
-        for key, raw in zip(keys, raws[len(gen_keys):], strict=True):
-            gens = [gen_values[g] for g in layout.generation_keys(layout.scope_of(key))]
-            value, _ = self._decode(key, raw, gens, None)
+        for key, raws_of_key in zip(keys, lookups, strict=True):
+            value, _ = self._decode(key, raws_of_key[-1], raws_of_key[:-2], None)
             if value is not MISS:
                 found[key] = value
         return found
+
+    def _pipelined_lookups(self, keys: list[str]) -> list[list[bytes | None]]:
+        pipe = self.client.pipeline(transaction=False)
+        queue: Callable[..., Any] = pipe.execute_command
+        for key in keys:
+            queue("MGET", *self._lookup_keys(key), NEVER_DECODE=True)
+        return list(pipe.execute())
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTL = CATEGORY_DEFAULT, *,
                  strict: bool | None = None) -> bool:
@@ -716,8 +759,7 @@ class RedisCaching:
         whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
         try:
             if whole:
-                self._execute("invalidate", _BUMP.run, self.client,
-                              [layout.generation_key(prefix)], [envelope.new_token()])
+                self._execute("invalidate", self._bump, prefix)
                 return self._execute("invalidate", self._unlink_prefix, pattern, prefix)
             self._execute("invalidate", self._fence_in_flight, pattern, prefix)
             return self._execute("invalidate", self._unlink_scanned, pattern)
@@ -734,7 +776,8 @@ class RedisCaching:
         _check_key(key)
         try:
             return int(self._execute(
-                "invalidate", _INVALIDATE_ONE.run, self.client, [key, layout.fence_key(key)],
+                "invalidate", _INVALIDATE_ONE.run, self.client,
+                [self.layout.physical(key), self.layout.fence_key(key)],
                 [envelope.new_token(), self.fence_ttl_ms],
             ))
         except CacheUnavailable as error:
@@ -748,15 +791,39 @@ class RedisCaching:
         try:
             return int(await self._aexecute(
                 "invalidate", _INVALIDATE_ONE.arun, self.async_client,
-                [key, layout.fence_key(key)], [envelope.new_token(), self.fence_ttl_ms],
+                [self.layout.physical(key), self.layout.fence_key(key)],
+                [envelope.new_token(), self.fence_ttl_ms],
             ))
         except CacheUnavailable as error:
             log.error("memo_redis: invalidation of %r failed; a stale entry may be served "
                       "until it expires: %s", key, error)
             return self._fail_open(error, strict, 0)
 
+    def _bump(self, prefix: str) -> None:
+        """Replace the generation(s) invalidating ``prefix:*`` takes effect through."""
+        groups: list[str] = []
+        if self.layout.needs_registry(prefix):
+            groups = [g.decode() if isinstance(g, bytes) else g
+                      for g in self.client.smembers(layout.GROUPS_KEY)]
+        for key in self.layout.bump_keys(prefix, groups):
+            _BUMP.run(self.client, [key], [envelope.new_token()])
+
+    def _physical_match(self, pattern: str) -> str:
+        """The SCAN MATCH finding ``pattern``'s keys (a superset in the cluster layout)."""
+        if not self.layout.tagged:
+            return pattern
+        colons = [i for i, ch in enumerate(pattern) if ch == ":" and pattern[i - 1] != "\\"]
+        literal = pattern[: colons[1]] if len(colons) >= 2 else pattern
+        if len(colons) >= 1 and not is_glob(literal):
+            return "{" + literal + "}" + pattern[len(literal):]
+        return "*"
+
     def _scan(self, match: str) -> Iterator[bytes]:
         """SCAN ``match`` as bytes, whatever ``decode_responses`` says (keys may not be UTF-8)."""
+        if self.layout.tagged:  # every primary of the cluster
+            for key in self.client.scan_iter(match=match, count=self.scan_count):
+                yield key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+            return
         command: Callable[..., Any] = self.client.execute_command
         cursor: bytes | int = 0
         while True:
@@ -768,7 +835,7 @@ class RedisCaching:
 
     def _unlink_prefix(self, pattern: str, prefix: str) -> int:
         client = self.client
-        index = layout.index_key_for_prefix(prefix)
+        index = self.layout.index_key_for_prefix(prefix)
         if index and int(client.dbsize()) > self.scan_threshold and client.exists(index):
             return self._unlink_indexed(index, pattern, prefix)
         return self._unlink_scanned(pattern)
@@ -777,8 +844,9 @@ class RedisCaching:
         client = self.client
         deleted = 0
         batch: list[bytes] = []
-        for key in self._scan(pattern):
-            if layout.is_internal(key):
+        lay = self.layout
+        for key in self._scan(self._physical_match(pattern)):
+            if layout.is_internal(key) or (lay.tagged and not matches(pattern, lay.logical(key))):
                 continue
             batch.append(key)
             if len(batch) >= self.scan_count:
@@ -800,7 +868,8 @@ class RedisCaching:
             cursor, members = command(
                 "SSCAN", index, cursor, "COUNT", self.scan_count, NEVER_DECODE=True)
             cursor = int(cursor)
-            chosen = [m for m in members if whole or matches(pattern, m)]
+            chosen = [m for m in members
+                      if whole or matches(pattern, self.layout.logical(m))]
             if chosen:
                 pipe = client.pipeline(transaction=False)
                 pipe.unlink(*chosen)
@@ -815,16 +884,19 @@ class RedisCaching:
         # A lock is __memo__:lock:<stamp>:<key> and stamps hold no ':', so every lock of a
         # matching key matches this (wider) glob; the exact test is done here.
         match = _LOCK_PREFIX + "*:" + pattern
-        fence = layout.fence_key("").encode()
         keys: dict[bytes, None] = {}
         for lock in self._scan(match):
-            key = lock[len(_LOCK_PREFIX):].partition(b":")[2]
+            name = lock[len(_LOCK_PREFIX):]
+            if name.startswith(b"{"):  # cluster layout: {group}<stamp>:<key>
+                name = name[name.find(b"}") + 1:]
+            key = name.partition(b":")[2]
             if matches(pattern, key):
                 keys[key] = None
         if keys:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.set(fence + key, envelope.new_token(), px=self.fence_ttl_ms)
+                fence = self.layout.fence_key(key.decode("utf-8", "surrogateescape"))
+                pipe.set(fence, envelope.new_token(), px=self.fence_ttl_ms)
             pipe.execute()
         return len(keys)
 

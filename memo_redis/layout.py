@@ -14,6 +14,7 @@ For an entry ``sql:users:data:ab12`` (its *scope* is everything before the last 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 from .keys import segment_prefixes
@@ -81,3 +82,129 @@ def is_internal(key: str | bytes) -> bool:
     if isinstance(key, bytes):
         return key.startswith(b"__memo__:")
     return key.startswith(INTERNAL_PREFIX)
+
+
+def _group(key: str) -> str:
+    """The first two ``:`` segments of ``key`` (the whole key when it has fewer)."""
+    first = key.find(":")
+    if first < 0:
+        return key
+    second = key.find(":", first + 1)
+    return key if second < 0 else key[:second]
+
+
+class KeyLayout:
+    """Names of the keys one entry involves on a single server (or Sentinel): as documented above.
+
+    Every method takes the *logical* key, the one users and patterns see.
+    """
+
+    tagged = False
+
+    def physical(self, key: str) -> str:
+        """The Redis key holding ``key``'s value."""
+        return key
+
+    def logical(self, key: bytes) -> bytes:
+        """The logical key of a physical one (as found by SCAN)."""
+        return key
+
+    def generation_keys(self, key: str) -> tuple[str, ...]:
+        """Generation keys guarding ``key``: one per ancestor scope."""
+        return generation_keys(scope_of(key))
+
+    def lookup_keys(self, key: str) -> list[str]:
+        """What a lookup reads in one MGET: the generations, the fence, the value."""
+        return [*self.generation_keys(key), self.fence_key(key), self.physical(key)]
+
+    def fence_key(self, key: str) -> str:
+        """The fence of one entry."""
+        return _FENCE + key
+
+    def lock_key(self, key: str, stamp: bytes) -> str:
+        """The single-flight lock of one entry under one set of generations."""
+        return lock_key(key, stamp)
+
+    def index_key(self, key: str) -> str:
+        """The index set ``key`` is recorded in (``""`` for none)."""
+        return index_key(scope_of(key))
+
+    def index_key_for_prefix(self, prefix: str) -> str:
+        """The index holding the entries under ``prefix`` (``""`` when there is none)."""
+        return index_key(prefix)
+
+    def group(self, key: str) -> str | None:
+        """The hash-tag group of ``key`` (None: no tags in this layout)."""
+        return None
+
+    def bump_keys(self, prefix: str, groups: Iterable[str]) -> list[str]:
+        """The generation keys to replace when invalidating ``prefix:*`` (``*`` for ``""``)."""
+        return [_GEN + prefix]
+
+    def needs_registry(self, prefix: str) -> bool:
+        """Does invalidating ``prefix:*`` need the registry of groups?"""
+        return False
+
+
+class ClusterLayout(KeyLayout):
+    """Names for Redis Cluster: every key of one entry shares the hash tag of its *group*.
+
+    The group is the key's first two segments: ``sql:users:data:ab12`` is stored as
+    ``{sql:users}:data:ab12``, next to ``__memo__:gen:{sql:users}|sql:users`` and the other keys a
+    lookup or a store touches atomically. Each group keeps its own copy of the generations of the
+    scopes above it (``|``, ``|sql``); invalidating ``sql:*`` replaces the copy in every group
+    under ``sql`` (listed in the ``__memo__:groups`` registry), ``sql:users:*`` only its own.
+    """
+
+    tagged = True
+
+    def physical(self, key: str) -> str:
+        group = _group(key)
+        return "{" + group + "}" + key[len(group):]
+
+    def logical(self, key: bytes) -> bytes:
+        if key.startswith(b"{"):
+            end = key.find(b"}")
+            if end > 0:
+                return key[1:end] + key[end + 1:]
+        return key
+
+    def generation_keys(self, key: str) -> tuple[str, ...]:
+        return _cluster_generation_keys(_group(key), scope_of(key))
+
+    def fence_key(self, key: str) -> str:
+        return f"{_FENCE}{{{_group(key)}}}|{key}"
+
+    def lock_key(self, key: str, stamp: bytes) -> str:
+        return f"{_LOCK}{{{_group(key)}}}{stamp.decode()}:{key}"
+
+    def index_key(self, key: str) -> str:
+        return f"{_INDEX}{{{_group(key)}}}"
+
+    def index_key_for_prefix(self, prefix: str) -> str:
+        return f"{_INDEX}{{{prefix}}}" if prefix.count(":") == 1 else ""
+
+    def group(self, key: str) -> str | None:
+        return _group(key)
+
+    def bump_keys(self, prefix: str, groups: Iterable[str]) -> list[str]:
+        if prefix.count(":") >= 1:
+            return [f"{_GEN}{{{_group(prefix)}}}|{prefix}"]
+        under = prefix + ":"
+        return [f"{_GEN}{{{g}}}|{prefix}" for g in groups
+                if not prefix or g == prefix or g.startswith(under)]
+
+    def needs_registry(self, prefix: str) -> bool:
+        return prefix.count(":") == 0
+
+
+@lru_cache(maxsize=4096)
+def _cluster_generation_keys(group: str, scope: str) -> tuple[str, ...]:
+    tag = f"{_GEN}{{{group}}}|"
+    if not scope:
+        return (tag,)
+    return (*(tag + p for p in segment_prefixes(scope)), tag + scope)
+
+
+GROUPS_KEY = INTERNAL_PREFIX + "groups"
+"""The registry of hash-tag groups (cluster layout only)."""

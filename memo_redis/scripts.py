@@ -79,3 +79,10 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# KEYS: generation keys. ARGV: a fresh token per key. Creates the missing ones (SET NX) and returns
+# every current value, so a lookup that found none stores against real tokens.
+INIT_GENERATIONS = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'NX') end
+return redis.call('MGET', unpack(KEYS))
+"""
