@@ -79,7 +79,7 @@ class _Script:
         try:
             return command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         except NoScriptError:
-            command("SCRIPT", "LOAD", self.source)
+            client.script_load(self.source)
             return command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
 
     async def arun(self, client: redis.asyncio.Redis, keys: list[str], args: list[Any]) -> Any:
@@ -87,7 +87,7 @@ class _Script:
         try:
             return await command("EVALSHA", self.sha, len(keys), *keys, *args, NEVER_DECODE=True)
         except NoScriptError:
-            await command("SCRIPT", "LOAD", self.source)
+            await client.script_load(self.source)
             return await command("EVALSHA", self.sha, len(keys), *keys, *args,
                                  NEVER_DECODE=True)
 
@@ -711,6 +711,9 @@ class RedisCaching:
         """
         for attempt in range(2):
             load = attempt > 0 or script.sha not in self._loaded_scripts
+            if load and self.layout.tagged:  # a cluster loads on every primary, not in a pipeline
+                self.client.script_load(script.source)
+                load = False
             pipe = self.client.pipeline(transaction=False)
             queue: Callable[..., Any] = pipe.execute_command
             if load:
@@ -916,14 +919,22 @@ class RedisCaching:
     def hit_rate(self) -> float:
         """Keyspace hit rate of the server in percent (0.0 when no lookups yet), as in the seed.
 
-        Counts every key the server looked up, including memo_redis's generation keys.
+        Counts every key the server looked up, including memo_redis's generation keys; on Redis
+        Cluster, summed over the primaries.
         """
         try:
-            info = self._execute("hit_rate", self.client.info, "stats")
+            if self.layout.tagged:
+                per_node = self._execute("hit_rate", self.client.info, "stats",
+                                         target_nodes="primaries")
+                infos = list(per_node.values()) if isinstance(per_node, dict) else [per_node]
+                if infos and not isinstance(infos[0], dict):  # a single node's flat answer
+                    infos = [per_node]
+            else:
+                infos = [self._execute("hit_rate", self.client.info, "stats")]
         except CacheUnavailable as error:
             return self._fail_open(error, None, 0.0)
-        hits = int(info.get("keyspace_hits", 0))
-        misses = int(info.get("keyspace_misses", 0))
+        hits = sum(int(info.get("keyspace_hits", 0)) for info in infos)
+        misses = sum(int(info.get("keyspace_misses", 0)) for info in infos)
         total = hits + misses
         return 0.0 if total == 0 else hits / total * 100.0
 

@@ -584,8 +584,9 @@ class _Handles:
         return cache, core.plan.derive(cache, instance, args, kwargs)[0]
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """The exact Redis key a call with these arguments uses."""
-        return self._memo_key(args, kwargs)[1]
+        """The exact Redis key a call with these arguments uses (hash-tagged on Redis Cluster)."""
+        cache, key = self._memo_key(args, kwargs)
+        return cache.layout.physical(key)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> Any:
         """Invalidate the one entry of this call (race-free); returns the number deleted."""
