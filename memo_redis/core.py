@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -29,6 +29,7 @@ from .clients import build_async_client, build_client, connection_kwargs
 from .config import RedisArgs
 from .exceptions import CacheUnavailable, ConfigError
 from .keys import glob_escape, glob_unescape, is_glob, literal_prefix, matches
+from .local import LocalCache
 from .serialization import Codec, DecodeError, Serializer
 from .ttl import CATEGORY_DEFAULT, DEFAULT_TTLS, TTL, default_ttl, to_milliseconds
 
@@ -224,6 +225,8 @@ class RedisCaching:
         self._warned: set[str] = set()
         self._closed = False
         self._groups: set[str] = set()
+        self._local: LocalCache | None = None
+        self._local_options: dict[str, Any] = {}
         cluster = args.mode == "cluster" or (
             client is not None and type(client).__name__ == "RedisCluster"
         )
@@ -266,6 +269,9 @@ class RedisCaching:
     def close(self) -> None:
         """Close the connection pools this cache created (a client passed in is left open)."""
         self._closed = True
+        if self._local is not None:
+            self._local.close()
+            self._local = None
         if self._client is not None and self._owns_client:
             self._client.close()
             self._client = None
@@ -490,6 +496,86 @@ class RedisCaching:
                 [envelope.new_token() for _ in gen_keys],
             ))
         return look
+
+    def lookup_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[Lookup]:
+        """:meth:`lookup` for many (key, fingerprint) pairs in one round trip (a pipeline)."""
+        if self.layout.tagged:
+            for key, _ in items:
+                self._register_group(key)
+        raws = self._execute("lookup", self._pipelined_lookups, [key for key, _ in items])
+        looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
+        for (key, _), look in zip(items, looks, strict=True):
+            if look.value is MISS and None in look.generations:  # a new or flushed server
+                gen_keys = list(self.layout.generation_keys(key))
+                look.generations = list(self._execute(
+                    "lookup", _INIT_GENERATIONS.run, self.client, gen_keys,
+                    [envelope.new_token() for _ in gen_keys],
+                ))
+        return looks
+
+    async def alookup_many(self, items: Sequence[tuple[str, bytes | None]]
+                           ) -> list[Lookup]:
+        """Async :meth:`lookup_many`."""
+        if self.layout.tagged:
+            for key, _ in items:
+                await self._aregister_group(key)
+        pipe = self.async_client.pipeline(transaction=False)
+        queue: Callable[..., Any] = pipe.execute_command
+        for key, _ in items:
+            queue("MGET", *self._lookup_keys(key), NEVER_DECODE=True)
+        raws = await self._aexecute("lookup", pipe.execute)
+        looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
+        for (key, _), look in zip(items, looks, strict=True):
+            if look.value is MISS and None in look.generations:
+                gen_keys = list(self.layout.generation_keys(key))
+                look.generations = list(await self._aexecute(
+                    "lookup", _INIT_GENERATIONS.arun, self.async_client, gen_keys,
+                    [envelope.new_token() for _ in gen_keys],
+                ))
+        return looks
+
+    def _store_calls(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]
+                     ) -> list[tuple[list[str], list[Any]]]:
+        calls = []
+        for key, value, ttl_ms, seen, fingerprint in entries:
+            parts = self._encode(value, fingerprint)
+            if parts is not None:
+                checked = seen if self.race_protection else None
+                calls.append(self._store_call(key, parts, ttl_ms, checked, None, None))
+        return calls
+
+    def store_many(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]) -> int:
+        """Checked stores of (key, value, ttl_ms, lookup, fingerprint) in one round trip;
+        returns how many were stored."""
+        calls = self._store_calls(entries)
+        if not calls:
+            return 0
+        return sum(bool(r) for r in self._execute("store", self._pipeline_scripts, _STORE, calls))
+
+    async def astore_many(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]) -> int:
+        """Async :meth:`store_many` (the stores run in a worker thread's pipeline)."""
+        return await asyncio.to_thread(self.store_many, entries)
+
+    def local_cache(self) -> LocalCache | None:
+        """The in-process L1 used by ``@cached(local=True)``, created on first use; None on
+        Redis Cluster, where one tracking connection cannot see every node."""
+        if self.layout.tagged:
+            self._warn_once("local-cluster", "the local cache is not available on Redis Cluster")
+            return None
+        local = self._local
+        if local is None:
+            with self._client_lock:
+                local = self._local
+                if local is None:
+                    local = self._local = LocalCache(self, **self._local_options)
+        return local
+
+    def configure_local_cache(self, *, max_entries: int = 10_000,
+                              max_bytes: int = 64 * 1024 * 1024, max_ttl: float = 300.0) -> None:
+        """Bounds of the in-process L1 (entries, bytes, seconds); call before its first use."""
+        LocalCache(self, max_entries=max_entries, max_bytes=max_bytes, max_ttl=max_ttl)  # checks
+        self._local_options = {"max_entries": max_entries, "max_bytes": max_bytes,
+                               "max_ttl": max_ttl}
 
     def _store_call(self, key: str, parts: tuple[bytes, bytes], ttl_ms: int | None,
                     seen: Lookup | None, token: bytes | None, stamp: bytes | None

@@ -3,7 +3,7 @@
 >>> @cached(prefix="sql:{table}", category="data", ttl=300)      # doctest: +SKIP
 ... def fetch(table, columns, where=()): ...
 >>> fetch.cache_key("users", ["id"])                             # doctest: +SKIP
-'sql:users:data:0a93ea4f3e6f3d44'
+'sql:users:data:03d3bce0b583dbfb'
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import random
 import string
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
@@ -34,6 +34,7 @@ from .keys import (
     fingerprint_of,
     glob_escape,
 )
+from .local import LocalCache
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
 P = ParamSpec("P")
@@ -177,6 +178,13 @@ class _Plan:
         assert bound is not None
         return f"{template.render(bound, escape=False)}:{self.category}"
 
+    def tracking_prefix(self, cache: RedisCaching) -> str:
+        """The longest fixed start of this function's keys (what the L1 asks Redis to track)."""
+        if self.prefix is None:
+            return self.scope(cache, None) + ":"
+        literal: str = next(iter(string.Formatter().parse(self.prefix)))[0]
+        return literal
+
     def clear_pattern(self, cache: RedisCaching) -> str:
         """A pattern matching every entry of this function (placeholders become ``*``)."""
         if self.prefix is None:
@@ -215,8 +223,12 @@ class _Plan:
                     f"key= of {self.owner} must return a non-empty str, got {custom!r}"
                 )
             scope = self.scope(cache, bound)
-            return f"{scope}:{custom}", fingerprint_of(custom.encode())[1]
+            return f"{scope}:{custom}", fingerprint_of(f"{self.owner}\0{custom}".encode())[1]
         items = binder.key_items(bound)
+        if self.template is not None:
+            # A shared prefix ("sql:{table}") must not let two functions serve each other's
+            # results: the function is part of the digest (the default scope already names it).
+            items = [("<function>", self.owner), *items]
         if instance is not None:
             cls = instance if isinstance(instance, type) else type(instance)
             if cls is not instance and getattr(cls, "__cache_key__", None) is not None:
@@ -239,8 +251,11 @@ class _Cached:
 
     def __init__(self, plan: _Plan, *, cache: RedisCaching | None, ttl: TTL, unless:
                  Callable[[Any], bool] | None, cache_none: bool, strict: bool | None,
-                 single_flight: bool, early_refresh: float, jitter: float) -> None:
+                 single_flight: bool, early_refresh: float, jitter: float,
+                 local: bool = False) -> None:
         self.plan = plan
+        self.local = local
+        self._local_for: tuple[RedisCaching, LocalCache | None] | None = None
         self.cache = cache
         self.ttl = ttl
         self.unless = unless
@@ -251,10 +266,32 @@ class _Cached:
         self.jitter = jitter
         self.stats = _Stats()
         self.is_async = False
+        self.many = functools.partial(_many, self)
+        self.amany = functools.partial(_amany, self)
         self.flights = Flights()
         self.aflights = AsyncFlights()
 
     # -- shared pieces ------------------------------------------------------------------------
+
+    def local_cache(self, cache: RedisCaching) -> LocalCache | None:
+        """The cache's L1, tracking this function's keys (None where it cannot run)."""
+        known = self._local_for
+        if known is not None and known[0] is cache:
+            return known[1]
+        local = cache.local_cache()
+        if local is not None:
+            local.track_prefix(self.plan.tracking_prefix(cache))
+        self._local_for = (cache, local)
+        return local
+
+    @staticmethod
+    def keep_local(local: LocalCache, key: str, look: Lookup, epoch: int) -> None:
+        env = look.envelope
+        size = len(env.body) if env is not None else 64
+        ttl_ms = None
+        if env is not None and env.expires_ms:
+            ttl_ms = max(1, env.expires_ms - int(time.time() * 1000))
+        local.put(key, look.value, size, ttl_ms, epoch)
 
     def ttl_ms(self, cache: RedisCaching) -> int | None:
         ttl = cache.ttl_for(self.plan.category) if self.ttl is CATEGORY_DEFAULT else self.ttl
@@ -347,6 +384,13 @@ class _Cached:
             return wrapped(*args, **kwargs)
         cache = self.cache or get_default_cache()
         key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        local = self.local_cache(cache) if self.local else None
+        if local is not None:
+            value = local.get(key)
+            if not local.is_miss(value):
+                self.stats.count("hits")
+                return value
+            epoch = local.epoch()
         try:
             look = cache.lookup(key, fingerprint)
         except CacheUnavailable as error:
@@ -356,6 +400,8 @@ class _Cached:
             if self.beta and self.due_early(look):
                 return self.refresh_early(cache, key, fingerprint, look, wrapped, args, kwargs)
             self.stats.count("hits")
+            if local is not None:
+                self.keep_local(local, key, look, epoch)
             return look.value
         self.stats.count("misses")
         if not self.single_flight:
@@ -445,11 +491,22 @@ class _Cached:
             return await wrapped(*args, **kwargs)
         cache = self.cache or get_default_cache()
         key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
+        local = self.local_cache(cache) if self.local else None
+        if local is not None:
+            value = local.get(key)
+            if not local.is_miss(value):
+                self.stats.count("hits")
+                return value
+            epoch = local.epoch()
         try:
             look = await cache.alookup(key, fingerprint)
         except CacheUnavailable as error:
             self.failed(cache, error)
             return await wrapped(*args, **kwargs)
+        if look.value is not MISS and local is not None and not (
+            self.beta and self.due_early(look)
+        ):
+            self.keep_local(local, key, look, epoch)
         if look.value is not MISS:
             if self.beta and self.due_early(look):
                 return await self.arefresh_early(cache, key, fingerprint, look, wrapped, args,
@@ -537,6 +594,111 @@ class _Cached:
         return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
 
 
+def _batch_prepare(core: _Cached, cache: RedisCaching,
+                   prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]
+                   ) -> list[tuple[str, bytes]]:
+    return [core.plan.derive(cache, instance, args, kwargs) for instance, args, kwargs in prepared]
+
+
+def _many(core: _Cached, wrapped: Callable[..., Any],
+          prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    if caching_disabled.get():
+        return [wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+    cache = _resolve(core.cache)
+    derived = _batch_prepare(core, cache, prepared)
+    try:
+        looks = cache.lookup_many(derived)
+    except CacheUnavailable as error:
+        core.failed(cache, error)
+        return [wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+    results: list[Any] = []
+    computed: dict[str, Any] = {}
+    stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []
+    for (_, args, kwargs), (key, fingerprint), look in zip(prepared, derived, looks, strict=True):
+        if look.value is not MISS:
+            core.stats.count("hits")
+            results.append(look.value)
+            continue
+        if key in computed:
+            results.append(computed[key])
+            continue
+        core.stats.count("misses")
+        result = computed[key] = wrapped(*args, **kwargs)
+        results.append(result)
+        if core.storable(result):
+            stores.append((key, result, core.ttl_ms(cache), look, fingerprint))
+    if stores:
+        try:
+            stored = cache.store_many(stores)
+            for _ in range(stored):
+                core.stats.count("stores")
+        except CacheUnavailable as error:
+            core.failed(cache, error)
+    return results
+
+
+async def _amany(core: _Cached, wrapped: Callable[..., Awaitable[Any]],
+                 prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    if caching_disabled.get():
+        return [await wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+    cache = _resolve(core.cache)
+    derived = _batch_prepare(core, cache, prepared)
+    try:
+        looks = await cache.alookup_many(derived)
+    except CacheUnavailable as error:
+        core.failed(cache, error)
+        return [await wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+    results: list[Any] = []
+    computed: dict[str, Any] = {}
+    stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []
+    for (_, args, kwargs), (key, fingerprint), look in zip(prepared, derived, looks, strict=True):
+        if look.value is not MISS:
+            core.stats.count("hits")
+            results.append(look.value)
+            continue
+        if key in computed:
+            results.append(computed[key])
+            continue
+        core.stats.count("misses")
+        result = computed[key] = await wrapped(*args, **kwargs)
+        results.append(result)
+        if core.storable(result):
+            stores.append((key, result, core.ttl_ms(cache), look, fingerprint))
+    if stores:
+        try:
+            stored = await cache.astore_many(stores)
+            for _ in range(stored):
+                core.stats.count("stores")
+        except CacheUnavailable as error:
+            core.failed(cache, error)
+    return results
+
+
+class Args:
+    """One call's arguments for ``.many()``: ``Args("users", columns=["id"])``."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"Args({', '.join(parts)})"
+
+    @staticmethod
+    def of(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) of a ``.many()`` item."""
+        if isinstance(item, Args):
+            return item.args, item.kwargs
+        if type(item) is tuple:
+            return item, {}
+        if type(item) is dict:
+            return (), item
+        return (item,), {}
+
+
 def _flight_id(look: Lookup) -> tuple[Any, ...]:
     return (*look.generations, look.fence)
 
@@ -602,6 +764,25 @@ class _Handles:
         if core.is_async:
             return core.arefresh(wrapped, instance, args, kwargs)
         return core.refresh(wrapped, instance, args, kwargs)
+
+    def many(self, calls: Iterable[Any]) -> Any:
+        """Call the function for many argument sets: one round trip for all lookups, one for
+        all stores; returns the results in order.
+
+        Each item is a tuple of positional arguments, a dict of keyword arguments, an
+        :class:`Args`, or any other value as the single positional argument:
+        ``fetch.many([("users", ["id"]), ("feeders", ["id"])])``.
+        """
+        core = self._memo_core()
+        prepared = []
+        wrapped: Callable[..., Any] = self.__wrapped__  # type: ignore[attr-defined]
+        for item in calls:
+            args, kwargs = Args.of(item)
+            instance, args, wrapped = self._memo_bind(args)
+            prepared.append((instance, args, kwargs))
+        if core.is_async:
+            return core.amany(wrapped, prepared)
+        return core.many(wrapped, prepared)
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, errors and stores counted in this process."""
@@ -673,6 +854,7 @@ def cached(
     early_refresh: float | bool = False,
     jitter: float = 0.0,
     digest_length: int | None = None,
+    local: bool = False,
 ) -> Any:
     """Memoize a function's results in Redis.
 
@@ -685,7 +867,7 @@ def cached(
     Keys are ``{prefix}:{category}:{digest}``: ``prefix`` defaults to
     ``{namespace}:{module.qualname}`` (``namespace`` defaults to the cache's, ``"memo"``) and may
     be a template filled from the call's arguments (``"sql:{table}"`` gives
-    ``sql:users:data:0a93ea4f3e6f3d44``); the digest covers every argument after binding to the
+    ``sql:users:data:03d3bce0b583dbfb``); the digest covers every argument after binding to the
     signature and applying defaults, normalized and type-tagged (see :mod:`memo_redis.keys`).
     ``self``/``cls`` are left out (the class is in the qualname) unless the instance defines
     ``__cache_key__()``; a call through a subclass is keyed apart from the base class.
@@ -704,9 +886,15 @@ def cached(
     one warning per outage and counts in ``cache_info().errors``; ``strict=True`` (default: the
     cache's ``strict``) raises ``CacheUnavailable`` instead.
 
+    ``local=True`` also keeps results in the cache's in-process :class:`~memo_redis.local.
+    LocalCache` (L1), kept coherent with Redis by client tracking: a local hit costs well under a
+    microsecond of cache work, and another process's write or invalidation reaches it within
+    milliseconds. Local hits return the same object each time, as ``functools.lru_cache`` does.
+
     The decorated function gains ``cache_key(*a, **kw)``, ``invalidate(*a, **kw)``,
-    ``refresh(*a, **kw)``, ``cache_info()``, ``cache_clear()`` and ``__wrapped__``; on an async
-    function ``invalidate``, ``refresh`` and ``cache_clear`` return awaitables.
+    ``refresh(*a, **kw)``, ``many(calls)``, ``cache_info()``, ``cache_clear()`` and
+    ``__wrapped__``; on an async function ``invalidate``, ``refresh``, ``many`` and
+    ``cache_clear`` return awaitables.
     """
     if isinstance(early_refresh, bool):
         beta = 1.0 if early_refresh else 0.0
@@ -740,7 +928,7 @@ def cached(
                      key=key, digest_length=digest_length)
         core = _Cached(plan, cache=cache, ttl=ttl, unless=unless, cache_none=cache_none,
                        strict=strict, single_flight=single_flight, early_refresh=beta,
-                       jitter=jitter)
+                       jitter=jitter, local=local)
         core.is_async = inspect.iscoroutinefunction(raw)
         wrapper = _CachedWrapper(target, core.acall if core.is_async else core.call)
         wrapper._self_core = core  # type: ignore[attr-defined]
