@@ -11,6 +11,7 @@ from .core import RedisCaching
 from .decorators import CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
 from .keys import build_cache_key
+from .local import LocalCache
 from .serialization import Codec, Serializer
 from .sql import SQLCacheOrchestrator
 from .ttl import DEFAULT_TTLS
@@ -19,11 +20,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TTLS",
+    "Args",
     "CacheInfo",
     "CacheUnavailable",
     "CachedFunction",
     "Codec",
     "ConfigError",
+    "LocalCache",
     "MemoRedisError",
     "RedisArgs",
     "RedisCaching",
