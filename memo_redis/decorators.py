@@ -60,6 +60,7 @@ class CachedFunction(Protocol[P, R_co]):  # type: ignore[misc]
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def many(self, calls: Iterable[Any]) -> Any: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_clear(self) -> Any: ...
 
@@ -427,6 +428,12 @@ class _Cached:
         while True:
             try:
                 if cache.try_lock(key, look, token):
+                    # The previous holder may have stored and released between our lookup and
+                    # our lock: check again, or the body would run twice.
+                    again = cache.lookup(key, fingerprint)
+                    if again.value is not MISS:
+                        cache.release(key, look, token)
+                        return again.value
                     return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
             except CacheUnavailable as error:
                 self.failed(cache, error)
@@ -535,6 +542,10 @@ class _Cached:
         while True:
             try:
                 if await cache.atry_lock(key, look, token):
+                    again = await cache.alookup(key, fingerprint)
+                    if again.value is not MISS:
+                        await cache.arelease(key, look, token)
+                        return again.value
                     return await self.acompute(cache, key, fingerprint, look, wrapped, args,
                                                kwargs, token)
             except CacheUnavailable as error:
@@ -610,7 +621,11 @@ def _many(core: _Cached, wrapped: Callable[..., Any],
         looks = cache.lookup_many(derived)
     except CacheUnavailable as error:
         core.failed(cache, error)
-        return [wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+        done: dict[str, Any] = {}
+        for (_, args, kwargs), (key, _) in zip(prepared, derived, strict=True):
+            if key not in done:
+                done[key] = wrapped(*args, **kwargs)
+        return [done[key] for key, _ in derived]
     results: list[Any] = []
     computed: dict[str, Any] = {}
     stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []
@@ -647,7 +662,11 @@ async def _amany(core: _Cached, wrapped: Callable[..., Awaitable[Any]],
         looks = await cache.alookup_many(derived)
     except CacheUnavailable as error:
         core.failed(cache, error)
-        return [await wrapped(*args, **kwargs) for _, args, kwargs in prepared]
+        done: dict[str, Any] = {}
+        for (_, args, kwargs), (key, _) in zip(prepared, derived, strict=True):
+            if key not in done:
+                done[key] = await wrapped(*args, **kwargs)
+        return [done[key] for key, _ in derived]
     results: list[Any] = []
     computed: dict[str, Any] = {}
     stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []

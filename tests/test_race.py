@@ -104,8 +104,7 @@ def _stale_reads(cache: RedisCaching, variant: str, trials: int) -> int:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_no_stale_read_after_invalidation_races_a_store(cache: RedisCaching, variant: str) -> None:
-    """Over 1,000 injected races (writer updates and invalidates between a reader's computation
-    and its store), the next read never returns the old row."""
+    """1,000 injected invalidate-before-store races leave 0 stale reads."""
     assert _stale_reads(cache, variant, TRIALS) == 0
 
 
@@ -187,8 +186,7 @@ class _Computation:
 def test_call_after_invalidation_never_joins_an_earlier_computation(
     cache: RedisCaching, how: str
 ) -> None:
-    """A call starting after an invalidation returned runs its own body and gets the new row,
-    while the computation that started before the invalidation is still running."""
+    """A call after an invalidation runs its own body instead of joining an earlier computation."""
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
     first = _Computation(cache, db)
 
@@ -217,8 +215,7 @@ def test_call_after_invalidation_never_joins_an_earlier_computation(
 def test_other_process_after_invalidation_does_not_wait_for_an_earlier_lock(
     server: EmbeddedServer, cache: RedisCaching
 ) -> None:
-    """Another process (here: another cache and function object, so only the Redis lock is
-    shared) calling after an invalidation neither waits for nor reuses the earlier computation."""
+    """Another process calling after an invalidation ignores the lock of an earlier computation."""
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
     first = _Computation(cache, db)
     other_cache = RedisCaching(server.args(), lock_wait=5.0)
@@ -240,8 +237,7 @@ def test_other_process_after_invalidation_does_not_wait_for_an_earlier_lock(
 
 
 def test_async_call_after_invalidation_never_joins_an_earlier_task(cache: RedisCaching) -> None:
-    """An asyncio task starting after an invalidation runs its own body instead of awaiting the
-    task that started before it."""
+    """A task started after an invalidation runs its own body, not awaiting an earlier one."""
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
     runs: list[str] = []
 
@@ -277,8 +273,7 @@ def test_async_call_after_invalidation_never_joins_an_earlier_task(cache: RedisC
 
 
 def test_refused_store_leaves_no_lock_behind(cache: RedisCaching) -> None:
-    """After an injected race refuses a store, the next miss computes at once (the single-flight
-    lock was released with the refusal)."""
+    """A store refused by an invalidation releases the single-flight lock with it."""
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
     read, write = _scenario(cache, "invalidates-decorator", db)
     armed = _inject(cache, write, 1)
@@ -297,8 +292,7 @@ def test_refused_store_leaves_no_lock_behind(cache: RedisCaching) -> None:
 
 def test_invalidation_is_attempted_while_the_breaker_is_open(server_factory: ServerFactory
                                                              ) -> None:
-    """A writer whose circuit breaker is still open after an outage still sends its
-    invalidation, so a reader in another process that cached again is not left stale."""
+    """An open circuit breaker does not skip invalidations (other processes may cache again)."""
     server = server_factory()
     writer_cache = RedisCaching(server.args())
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
@@ -326,8 +320,7 @@ def test_invalidation_is_attempted_while_the_breaker_is_open(server_factory: Ser
 def test_invalidation_lost_in_a_crash_does_not_let_an_earlier_computation_store(
     server_factory: ServerFactory,
 ) -> None:
-    """A computation that started on a fresh server, raced by an invalidation that the server
-    then lost in a crash (SIGKILL, restart), does not store its old row."""
+    """An invalidation lost in a crash and restart does not let an earlier computation store."""
     server = server_factory()
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
     with RedisCaching(server.args()) as cache:
