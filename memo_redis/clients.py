@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.sentinel import SentinelConnectionPool
 
 from .config import RedisArgs
 
@@ -60,13 +65,15 @@ def build_client(args: RedisArgs) -> Any:
     return redis.Redis(**kwargs, retry=retry)
 
 
-def build_async_client(args: RedisArgs, kwargs: dict[str, Any] | None = None) -> Any:
-    """The ``redis.asyncio`` equivalent of :func:`build_client` (bound to the running loop)."""
+def _async_retry() -> Any:
     from redis.asyncio.retry import Retry as AsyncRetry
 
-    retry = AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    if kwargs is not None:
-        return redis.asyncio.Redis(**kwargs, retry=retry)
+    return AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
+def build_async_client(args: RedisArgs) -> Any:
+    """The ``redis.asyncio`` equivalent of :func:`build_client` (bound to the running loop)."""
+    retry = _async_retry()
     kwargs = connection_kwargs(args)
     if args.mode == "cluster":
         from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -85,3 +92,94 @@ def build_async_client(args: RedisArgs, kwargs: dict[str, Any] | None = None) ->
         return sentinel.master_for(args.sentinel_service or "", redis_class=redis.asyncio.Redis,
                                    retry=retry)
     return redis.asyncio.Redis(**kwargs, retry=retry)
+
+
+# Connection settings that mean the same to redis.asyncio and hold plain values (a sync client's
+# callbacks, dispatchers and pools do not carry over).
+_PORTABLE = frozenset({
+    "db", "username", "password", "credential_provider", "socket_timeout",
+    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options", "retry_on_timeout",
+    "encoding", "encoding_errors", "decode_responses", "health_check_interval", "client_name",
+    "lib_name", "lib_version", "protocol",
+})
+
+
+def _portable(kwargs: Mapping[str, Any], target: Any, ssl: bool = False) -> dict[str, Any]:
+    """The settings of a sync connection pool that the async ``target`` class accepts."""
+    accepted = set(inspect.signature(target.__init__).parameters)
+    kept = {k: v for k, v in kwargs.items()
+            if k in accepted and (k in _PORTABLE or (ssl and k.startswith("ssl_")))}
+    if ssl:
+        kept["ssl"] = True
+    return kept
+
+
+def _is_ssl(pool: Any) -> bool:
+    return isinstance(pool.connection_class, type) and issubclass(
+        pool.connection_class, SSLConnection)
+
+
+def build_async_twin(client: Any) -> Any:
+    """An async client reaching the same deployment as the sync ``client`` passed to
+    ``RedisCaching(client=...)``: a ``redis.asyncio`` RedisCluster seeded with the cluster's
+    nodes, a Sentinel-managed ``redis.asyncio.Redis`` for the same service, or a plain one."""
+    retry = _async_retry()
+    if isinstance(client, RedisCluster):
+        from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+        cluster: Any = client  # redis-py leaves RedisCluster's methods untyped
+        kwargs = cluster.get_connection_kwargs()
+        nodes = [AsyncClusterNode(node.host, node.port) for node in cluster.get_nodes()]
+        ssl = isinstance(kwargs.get("connection_class"), type) and issubclass(
+            kwargs["connection_class"], SSLConnection)
+        return AsyncRedisCluster(startup_nodes=nodes, retry=retry,
+                                 **_portable(kwargs, AsyncRedisCluster, ssl))
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        manager: Any = pool.sentinel_manager
+        sentinels = [(node.connection_pool.connection_kwargs["host"],
+                      node.connection_pool.connection_kwargs["port"])
+                     for node in manager.sentinels]
+        async_sentinel: Any = AsyncSentinel(  # type: ignore[no-untyped-call]
+            sentinels,
+            sentinel_kwargs=_portable(manager.sentinel_kwargs or {}, redis.asyncio.Redis),
+        )
+        return async_sentinel.master_for(
+            pool.service_name, redis_class=redis.asyncio.Redis, retry=retry,
+            **_portable(pool.connection_kwargs, redis.asyncio.Redis, _is_ssl(pool)),
+        )
+    kwargs = dict(pool.connection_kwargs)
+    address: dict[str, Any] = (
+        {"unix_socket_path": kwargs["path"]} if kwargs.get("path")
+        else {"host": kwargs.get("host", "localhost"), "port": kwargs.get("port", 6379)}
+    )
+    return redis.asyncio.Redis(**address, retry=retry,
+                               **_portable(kwargs, redis.asyncio.Redis, _is_ssl(pool)))
+
+
+def describe_client(client: Any) -> tuple[str, str | None]:
+    """Where a client passed in connects (safe to log) and its password (to redact)."""
+    if isinstance(client, RedisCluster):
+        cluster: Any = client
+        kwargs: Mapping[str, Any] = cluster.get_connection_kwargs()
+        nodes = ",".join(f"{node.host}:{node.port}" for node in cluster.get_nodes())
+        target = f"cluster {nodes}"
+    else:
+        pool = getattr(client, "connection_pool", None)
+        kwargs = dict(getattr(pool, "connection_kwargs", None) or {})
+        db = kwargs.get("db", 0)
+        if isinstance(pool, SentinelConnectionPool):
+            manager: Any = pool.sentinel_manager
+            via = ",".join(
+                "{host}:{port}".format(**node.connection_pool.connection_kwargs)
+                for node in manager.sentinels)
+            target = f"sentinel {pool.service_name} via {via} db={db}"
+        elif kwargs.get("path"):
+            target = f"unix://{kwargs['path']} db={db}"
+        else:
+            target = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+    password = kwargs.get("password")
+    return f"client {target}", password if isinstance(password, str) else None

@@ -19,13 +19,27 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import redis
 import redis.asyncio
+from redis.crc import key_slot
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import envelope, layout, scripts
 from .breaker import CircuitBreaker
-from .clients import build_async_client, build_client, connection_kwargs
+from .clients import (
+    build_async_client,
+    build_async_twin,
+    build_client,
+    connection_kwargs,
+    describe_client,
+)
 from .config import RedisArgs
 from .exceptions import CacheUnavailable, ConfigError
 from .keys import glob_escape, glob_unescape, is_glob, literal_prefix, matches
@@ -51,7 +65,14 @@ class _Missing:
 MISS: Final = _Missing()
 """Sentinel telling a miss from a cached ``None``."""
 
-_INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Outages: they feed the circuit breaker. On Redis Cluster, CLUSTERDOWN during a failover and
+# redis-py's own cluster errors (no node reachable, slot not covered) are outages too.
+_INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError,
+                 RedisClusterException)
+_CLIENT_ERRORS = (RedisError, OSError, RedisClusterException)
+# Ops that neither read nor write cached values: they need not wait for deferred invalidations.
+_UNGATED_OPS = frozenset({"invalidate", "unlock", "hit_rate"})
+_MAX_DEFERRED = 1000
 _LOCK_PREFIX = layout.INTERNAL_PREFIX + "lock:"
 _MAX_WARNED_KEYS = 1024
 
@@ -96,6 +117,7 @@ class _Script:
 _STORE = _Script(scripts.STORE)
 _BUMP = _Script(scripts.BUMP)
 _INIT_GENERATIONS = _Script(scripts.INIT_GENERATIONS)
+_LOCK_AND_READ = _Script(scripts.LOCK_AND_READ)
 _INVALIDATE_ONE = _Script(scripts.INVALIDATE_ONE)
 _RELEASE = _Script(scripts.RELEASE)
 
@@ -212,7 +234,7 @@ class RedisCaching:
         self._client = client
         self._owns_client = client is None
         self._target, self._password = (
-            (args.describe(), args.password) if client is None else _describe_client(client)
+            (args.describe(), args.password) if client is None else describe_client(client)
         )
         self._last_error: BaseException | None = None
         self._loaded_scripts: set[str] = set()
@@ -225,6 +247,11 @@ class RedisCaching:
         self._warned: set[str] = set()
         self._closed = False
         self._groups: set[str] = set()
+        # Invalidations that failed, (kind, target) -> sequence number; see _apply_deferred.
+        self._deferred: dict[tuple[str, str], int] = {}
+        self._deferred_seq = 0
+        self._deferred_mutex = threading.Lock()
+        self._applying = threading.Lock()
         self._local: LocalCache | None = None
         self._local_options: dict[str, Any] = {}
         cluster = args.mode == "cluster" or (
@@ -260,9 +287,7 @@ class RedisCaching:
         client = self._async_clients.get(loop)
         if client is None:
             given = self._client is not None and not self._owns_client
-            client = build_async_client(
-                self.args, _kwargs_from_pool(self._client) if given else None  # type: ignore[arg-type]
-            )
+            client = build_async_twin(self._client) if given else build_async_client(self.args)
             self._async_clients[loop] = client
         return client
 
@@ -308,6 +333,9 @@ class RedisCaching:
     def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
         """Record a failure (breaker, one warning per outage) and build the error to raise."""
         message = _redact(f"{op} failed on {self._target}: {exc}", self._password)
+        if isinstance(exc, (MovedError, ClusterCrossSlotError)) and not self.layout.tagged:
+            message += (" (the server is a Redis Cluster node: set REDIS_CLUSTER=true, "
+                        "or pass RedisArgs(cluster=True, ...))")
         if isinstance(exc, _INFRA_ERRORS):
             self._last_error = exc
             self.breaker.record_failure()
@@ -339,28 +367,73 @@ class RedisCaching:
     def _execute(self, op: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # An invalidation is always attempted: skipping it while other processes cache again
         # would leave stale entries behind. Its cost is paid by writes, not reads.
-        if op != "invalidate" and not self.breaker.allow():
-            raise self._circuit_open(op)
+        if op not in _UNGATED_OPS:
+            if not self.breaker.allow():
+                raise self._circuit_open(op)
+            if self._deferred:
+                self._apply_deferred(op)
         try:
             result = fn(*args, **kwargs)
-        except RedisError as exc:
-            raise self._unavailable(op, exc) from exc
-        except OSError as exc:
+        except _CLIENT_ERRORS as exc:
             raise self._unavailable(op, exc) from exc
         self._succeeded()
         return result
 
     async def _aexecute(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if op != "invalidate" and not self.breaker.allow():
-            raise self._circuit_open(op)
+        if op not in _UNGATED_OPS:
+            if not self.breaker.allow():
+                raise self._circuit_open(op)
+            if self._deferred:
+                await asyncio.to_thread(self._apply_deferred, op)
         try:
             result = await fn(*args, **kwargs)
-        except RedisError as exc:
-            raise self._unavailable(op, exc) from exc
-        except OSError as exc:
+        except _CLIENT_ERRORS as exc:
             raise self._unavailable(op, exc) from exc
         self._succeeded()
         return result
+
+    def _defer(self, kind: str, target: str) -> None:
+        """Remember an invalidation that failed (``kind`` "pattern" or "key"), to apply it before
+        this process reads or writes the cache again."""
+        with self._deferred_mutex:
+            if len(self._deferred) >= _MAX_DEFERRED:
+                # Too many to track: invalidating everything is always correct.
+                self._deferred.clear()
+                kind, target = "pattern", "*"
+            self._deferred_seq += 1
+            self._deferred[(kind, target)] = self._deferred_seq
+        local = self._local
+        if local is not None:
+            local.clear()  # it may hold what the invalidation targets; lookups refill it later
+
+    def _apply_deferred(self, op: str) -> None:
+        """Apply the invalidations that failed earlier, before ``op`` reads or writes the cache.
+
+        Until they are applied, an entry they target could be served stale, or a computation
+        that started before them could store its result: ``op`` raises
+        :class:`CacheUnavailable` instead, so its caller runs uncached (read-your-writes within
+        this process, across an outage or a failover).
+        """
+        if not self._applying.acquire(blocking=False):
+            raise CacheUnavailable(f"{op} skipped: invalidations that failed earlier are being "
+                                   "applied by another thread")
+        try:
+            with self._deferred_mutex:
+                pending = list(self._deferred.items())
+            for item, seq in pending:
+                kind, target = item
+                if kind == "key":
+                    self._invalidate_one(target)
+                else:
+                    self._invalidate_pattern(target)
+                with self._deferred_mutex:
+                    # Failed again meanwhile: that newer failure must be applied later too.
+                    if self._deferred.get(item) == seq:
+                        del self._deferred[item]
+            log.warning("memo_redis: applied %d invalidation(s) that had failed on %s",
+                        len(pending), self._target)
+        finally:
+            self._applying.release()
 
     def _fail_open(self, error: CacheUnavailable, strict: bool | None, default: T) -> T:
         if self.strict if strict is None else strict:
@@ -504,14 +577,25 @@ class RedisCaching:
                 self._register_group(key)
         raws = self._execute("lookup", self._pipelined_lookups, [key for key, _ in items])
         looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
-        for (key, _), look in zip(items, looks, strict=True):
-            if look.value is MISS and None in look.generations:  # a new or flushed server
-                gen_keys = list(self.layout.generation_keys(key))
-                look.generations = list(self._execute(
-                    "lookup", _INIT_GENERATIONS.run, self.client, gen_keys,
-                    [envelope.new_token() for _ in gen_keys],
-                ))
+        self._init_missing_generations(items, looks)
         return looks
+
+    def _init_missing_generations(self, items: Sequence[tuple[str, bytes | None]],
+                                  looks: list[Lookup]) -> None:
+        """Create the generations batch lookups found missing (a new or flushed server), once
+        per scope and all in one round trip."""
+        wanted: dict[tuple[str, ...], list[Lookup]] = {}
+        for (key, _), look in zip(items, looks, strict=True):
+            if look.value is MISS and None in look.generations:
+                wanted.setdefault(tuple(self.layout.generation_keys(key)), []).append(look)
+        if not wanted:
+            return
+        calls = [(list(keys), [envelope.new_token() for _ in keys]) for keys in wanted]
+        created = self._execute("lookup", self._pipeline_scripts, _INIT_GENERATIONS, calls)
+        for missing, generations in zip(wanted.values(), created, strict=True):
+            tokens = [g.encode() if isinstance(g, str) else g for g in generations]
+            for look in missing:
+                look.generations = list(tokens)
 
     async def alookup_many(self, items: Sequence[tuple[str, bytes | None]]
                            ) -> list[Lookup]:
@@ -525,13 +609,8 @@ class RedisCaching:
             queue("MGET", *self._lookup_keys(key), NEVER_DECODE=True)
         raws = await self._aexecute("lookup", pipe.execute)
         looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
-        for (key, _), look in zip(items, looks, strict=True):
-            if look.value is MISS and None in look.generations:
-                gen_keys = list(self.layout.generation_keys(key))
-                look.generations = list(await self._aexecute(
-                    "lookup", _INIT_GENERATIONS.arun, self.async_client, gen_keys,
-                    [envelope.new_token() for _ in gen_keys],
-                ))
+        if any(look.value is MISS and None in look.generations for look in looks):
+            await asyncio.to_thread(self._init_missing_generations, items, looks)
         return looks
 
     def _store_calls(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]
@@ -550,6 +629,9 @@ class RedisCaching:
         calls = self._store_calls(entries)
         if not calls:
             return 0
+        if self.before_store is not None:
+            for key, *_ in entries:
+                self.before_store(key)
         return sum(bool(r) for r in self._execute("store", self._pipeline_scripts, _STORE, calls))
 
     async def astore_many(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]) -> int:
@@ -572,10 +654,12 @@ class RedisCaching:
 
     def configure_local_cache(self, *, max_entries: int = 10_000,
                               max_bytes: int = 64 * 1024 * 1024, max_ttl: float = 300.0) -> None:
-        """Bounds of the in-process L1 (entries, bytes, seconds); call before its first use."""
+        """Bounds of the in-process L1 (entries, bytes, seconds); a live L1 evicts down to them."""
         LocalCache(self, max_entries=max_entries, max_bytes=max_bytes, max_ttl=max_ttl)  # checks
         self._local_options = {"max_entries": max_entries, "max_bytes": max_bytes,
                                "max_ttl": max_ttl}
+        if self._local is not None:
+            self._local.configure(max_entries=max_entries, max_bytes=max_bytes, max_ttl=max_ttl)
 
     def _store_call(self, key: str, parts: tuple[bytes, bytes], ttl_ms: int | None,
                     seen: Lookup | None, token: bytes | None, stamp: bytes | None
@@ -648,6 +732,26 @@ class RedisCaching:
             "lock", self.async_client.execute_command, "SET", lock, token, "NX", "PX",
             self.lock_timeout_ms,
         ))
+
+    def lock_and_lookup(self, key: str, seen: Lookup, token: bytes,
+                        fingerprint: bytes | None = None) -> Lookup | None:
+        """Take the single-flight lock and read the entry again in one round trip.
+
+        None when another caller holds the lock; else what a lookup sees now (a hit means a
+        holder stored just before: release the lock and use it).
+        """
+        keys = [self.layout.lock_key(key, _stamp_of(seen)), *self._lookup_keys(key)]
+        raws = self._execute("lock", _LOCK_AND_READ.run, self.client, keys,
+                             [token, self.lock_timeout_ms])
+        return None if raws is None else self._parse_lookup(key, raws, fingerprint)
+
+    async def alock_and_lookup(self, key: str, seen: Lookup, token: bytes,
+                               fingerprint: bytes | None = None) -> Lookup | None:
+        """Async :meth:`lock_and_lookup`."""
+        keys = [self.layout.lock_key(key, _stamp_of(seen)), *self._lookup_keys(key)]
+        raws = await self._aexecute("lock", _LOCK_AND_READ.arun, self.async_client, keys,
+                                    [token, self.lock_timeout_ms])
+        return None if raws is None else self._parse_lookup(key, raws, fingerprint)
 
     def lock_held(self, key: str, seen: Lookup) -> bool:
         """Is the single-flight lock of ``key`` (under ``seen``'s generations) held?"""
@@ -844,18 +948,32 @@ class RedisCaching:
             raise ValueError("pattern must be a non-empty glob such as 'sql:users:*', got ''")
         if not is_glob(pattern):
             return self.invalidate_key(glob_unescape(pattern), strict=strict)
+        try:
+            return self._invalidate_pattern(pattern)
+        except CacheUnavailable as error:
+            self._defer("pattern", pattern)
+            log.error("memo_redis: invalidation of %r failed; other processes may serve stale "
+                      "entries until they expire (this one bypasses the cache until it is "
+                      "applied): %s", pattern, error)
+            return self._fail_open(error, strict, 0)
+
+    def _invalidate_pattern(self, pattern: str) -> int:
+        """The work of :meth:`invalidate` for a glob; raises :class:`CacheUnavailable`."""
         prefix = literal_prefix(pattern)
         whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
-        try:
-            if whole:
-                self._execute("invalidate", self._bump, prefix)
-                return self._execute("invalidate", self._unlink_prefix, pattern, prefix)
-            self._execute("invalidate", self._fence_in_flight, pattern, prefix)
-            return self._execute("invalidate", self._unlink_scanned, pattern)
-        except CacheUnavailable as error:
-            log.error("memo_redis: invalidation of %r failed; stale entries may be served "
-                      "until they expire: %s", pattern, error)
-            return self._fail_open(error, strict, 0)
+        if whole:
+            self._execute("invalidate", self._bump, prefix)
+            return self._execute("invalidate", self._unlink_prefix, pattern, prefix)
+        self._execute("invalidate", self._fence_in_flight, pattern, prefix)
+        return self._execute("invalidate", self._unlink_scanned, pattern)
+
+    def _invalidate_one(self, key: str) -> int:
+        """The work of :meth:`invalidate_key`; raises :class:`CacheUnavailable`."""
+        return int(self._execute(
+            "invalidate", _INVALIDATE_ONE.run, self.client,
+            [self.layout.physical(key), self.layout.fence_key(key)],
+            [envelope.new_token(), self.fence_ttl_ms],
+        ))
 
     def invalidate_key(self, key: str, *, strict: bool | None = None) -> int:
         """Invalidate one entry (race-free: in-flight computations of it are fenced off).
@@ -864,14 +982,12 @@ class RedisCaching:
         """
         _check_key(key)
         try:
-            return int(self._execute(
-                "invalidate", _INVALIDATE_ONE.run, self.client,
-                [self.layout.physical(key), self.layout.fence_key(key)],
-                [envelope.new_token(), self.fence_ttl_ms],
-            ))
+            return self._invalidate_one(key)
         except CacheUnavailable as error:
-            log.error("memo_redis: invalidation of %r failed; a stale entry may be served "
-                      "until it expires: %s", key, error)
+            self._defer("key", key)
+            log.error("memo_redis: invalidation of %r failed; other processes may serve a stale "
+                      "entry until it expires (this one bypasses it until it is applied): %s",
+                      key, error)
             return self._fail_open(error, strict, 0)
 
     async def ainvalidate_key(self, key: str, *, strict: bool | None = None) -> int:
@@ -884,18 +1000,33 @@ class RedisCaching:
                 [envelope.new_token(), self.fence_ttl_ms],
             ))
         except CacheUnavailable as error:
-            log.error("memo_redis: invalidation of %r failed; a stale entry may be served "
-                      "until it expires: %s", key, error)
+            self._defer("key", key)
+            log.error("memo_redis: invalidation of %r failed; other processes may serve a stale "
+                      "entry until it expires (this one bypasses it until it is applied): %s",
+                      key, error)
             return self._fail_open(error, strict, 0)
 
     def _bump(self, prefix: str) -> None:
-        """Replace the generation(s) invalidating ``prefix:*`` takes effect through."""
+        """Replace the generation(s) invalidating ``prefix:*`` takes effect through.
+
+        On Redis Cluster, ``sql:*`` and ``*`` replace one copy per group (table) under the prefix,
+        as listed in the groups registry: O(groups), one pipelined round trip per primary.
+        """
         groups: list[str] = []
         if self.layout.needs_registry(prefix):
-            groups = [g.decode() if isinstance(g, bytes) else g
-                      for g in self.client.smembers(layout.GROUPS_KEY)]
-        for key in self.layout.bump_keys(prefix, groups):
-            _BUMP.run(self.client, [key], [envelope.new_token()])
+            registered = {g.decode() if isinstance(g, bytes) else g
+                          for g in self.client.smembers(layout.GROUPS_KEY)}
+            # The registry can lose groups (a failover before it replicated, a FLUSHALL); this
+            # process would never register its own again, so it puts them back here.
+            missing = self._groups - registered
+            if missing:
+                self.client.sadd(layout.GROUPS_KEY, *missing)
+            groups = sorted(registered | missing)
+        keys = self.layout.bump_keys(prefix, groups)
+        if len(keys) == 1:
+            _BUMP.run(self.client, keys, [envelope.new_token()])
+        elif keys:
+            self._pipeline_scripts(_BUMP, [([key], [envelope.new_token()]) for key in keys])
 
     def _physical_match(self, pattern: str) -> str:
         """The SCAN MATCH finding ``pattern``'s keys (a superset in the cluster layout)."""
@@ -925,12 +1056,18 @@ class RedisCaching:
     def _unlink_prefix(self, pattern: str, prefix: str) -> int:
         client = self.client
         index = self.layout.index_key_for_prefix(prefix)
-        if index and int(client.dbsize()) > self.scan_threshold and client.exists(index):
+        if index and self._dbsize() > self.scan_threshold and client.exists(index):
             return self._unlink_indexed(index, pattern, prefix)
         return self._unlink_scanned(pattern)
 
+    def _dbsize(self) -> int:
+        """Keys in the keyspace (on Redis Cluster: summed over the primaries)."""
+        if self.layout.tagged:
+            dbsize: Callable[..., Any] = self.client.dbsize
+            return int(dbsize(target_nodes="primaries"))
+        return int(self.client.dbsize())
+
     def _unlink_scanned(self, pattern: str) -> int:
-        client = self.client
         deleted = 0
         batch: list[bytes] = []
         lay = self.layout
@@ -939,11 +1076,25 @@ class RedisCaching:
                 continue
             batch.append(key)
             if len(batch) >= self.scan_count:
-                deleted += int(client.unlink(*batch))
+                deleted += self._unlink(batch)
                 batch.clear()
         if batch:
-            deleted += int(client.unlink(*batch))
+            deleted += self._unlink(batch)
         return deleted
+
+    def _unlink(self, keys: list[bytes]) -> int:
+        """UNLINK ``keys``; on Redis Cluster one UNLINK per slot, pipelined (one round trip per
+        primary, where redis-py's unlink() makes one per slot)."""
+        if not self.layout.tagged:
+            return int(self.client.unlink(*keys))
+        by_slot: dict[int, list[bytes]] = {}
+        for key in keys:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        pipe = self.client.pipeline(transaction=False)
+        queue: Callable[..., Any] = pipe.execute_command
+        for same_slot in by_slot.values():
+            queue("UNLINK", *same_slot)
+        return sum(int(n) for n in pipe.execute())
 
     def _unlink_indexed(self, index: str, pattern: str, prefix: str) -> int:
         client = self.client
@@ -961,8 +1112,11 @@ class RedisCaching:
                       if whole or matches(pattern, self.layout.logical(m))]
             if chosen:
                 pipe = client.pipeline(transaction=False)
-                pipe.unlink(*chosen)
-                pipe.srem(index, *chosen)
+                # A raw UNLINK: redis-py's cluster pipeline refuses unlink() of several keys,
+                # though an index and its members always share one slot.
+                queue: Callable[..., Any] = pipe.execute_command
+                queue("UNLINK", *chosen)
+                queue("SREM", index, *chosen)
                 deleted += int(pipe.execute()[0])
             if cursor == 0:
                 break
@@ -996,10 +1150,13 @@ class RedisCaching:
     # -- health and stats --------------------------------------------------------------------
 
     def check_cache_health(self) -> bool:
-        """True when Redis answers PING; never raises."""
+        """True when Redis answers PING (on Redis Cluster: every primary); never raises."""
         try:
+            if self.layout.tagged:
+                ping: Callable[..., Any] = self.client.ping
+                return bool(ping(target_nodes="primaries"))
             return bool(self.client.ping())
-        except (RedisError, OSError):
+        except _CLIENT_ERRORS:
             return False
 
     def hit_rate(self) -> float:
@@ -1089,23 +1246,3 @@ def _check_key(key: object) -> None:
         raise ValueError("key must be a non-empty str, got ''")
 
 
-def _describe_client(client: redis.Redis) -> tuple[str, str | None]:
-    """Where a client passed in connects (safe to log) and its password (to redact)."""
-    pool = getattr(client, "connection_pool", None)
-    kwargs: dict[str, Any] = dict(getattr(pool, "connection_kwargs", None) or {})
-    db = kwargs.get("db", 0)
-    if kwargs.get("path"):
-        target = f"unix://{kwargs['path']} db={db}"
-    else:
-        target = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
-    password = kwargs.get("password")
-    return f"client {target}", password if isinstance(password, str) else None
-
-
-def _kwargs_from_pool(client: redis.Redis) -> dict[str, Any]:
-    kwargs = dict(client.connection_pool.connection_kwargs)
-    if "path" in kwargs:
-        kwargs["unix_socket_path"] = kwargs.pop("path")
-    for name in ("retry", "connection_class"):
-        kwargs.pop(name, None)
-    return kwargs

@@ -427,10 +427,10 @@ class _Cached:
         delay = 0.002
         while True:
             try:
-                if cache.try_lock(key, look, token):
-                    # The previous holder may have stored and released between our lookup and
-                    # our lock: check again, or the body would run twice.
-                    again = cache.lookup(key, fingerprint)
+                # The lock comes with a fresh read: a previous holder may have stored and
+                # released between our lookup and our lock, and the body must not run twice.
+                again = cache.lock_and_lookup(key, look, token, fingerprint)
+                if again is not None:
                     if again.value is not MISS:
                         cache.release(key, look, token)
                         return again.value
@@ -541,8 +541,8 @@ class _Cached:
         delay = 0.002
         while True:
             try:
-                if await cache.atry_lock(key, look, token):
-                    again = await cache.alookup(key, fingerprint)
+                again = await cache.alock_and_lookup(key, look, token, fingerprint)
+                if again is not None:
                     if again.value is not MISS:
                         await cache.arelease(key, look, token)
                         return again.value

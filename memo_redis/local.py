@@ -10,24 +10,34 @@ Correctness rules:
 
 * an entry is only filled from a read that started after tracking was active and during which no
   invalidation arrived (an *epoch* check), so a value read before a write never lands after it;
-* if the tracking connection drops, the local cache is emptied and bypassed until it is back;
+* if the tracking connection drops, or stays silent past a PING (a dead peer or a partition), the
+  local cache is emptied and bypassed until it is back;
+* tracking a new prefix reconnects the listener at once (the caller never waits for it); local
+  hits pause until the new prefix is tracked;
+* a forked child starts with an empty local cache and a tracking connection of its own;
 * if the server cannot track (older than Redis 6, or the command is refused), the local cache
   switches itself off with one log line and every call goes to Redis as before.
 
 Values are returned as the same object on every local hit (like :func:`functools.lru_cache`): do
-not mutate them.
+not mutate them. An entry lives at most ``max_ttl`` seconds locally; it is dropped when Redis
+deletes the key, which for an expiring key happens in Redis's expire cycle (usually within a
+hundred milliseconds of the TTL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
 
 from .exceptions import ConfigError
 from .layout import INTERNAL_PREFIX
@@ -40,6 +50,8 @@ log = logging.getLogger("memo_redis")
 _CHANNEL = b"__redis__:invalidate"
 _GEN = (INTERNAL_PREFIX + "gen:").encode()
 _FENCE = (INTERNAL_PREFIX + "fence:").encode()
+_POLL = 0.2  # seconds the listener blocks on its socket before checking for a stop or a PING
+_KEEPALIVE = 1.0  # seconds of silence after which the tracking connection is PINGed
 
 
 class _Missing:
@@ -47,6 +59,32 @@ class _Missing:
 
 
 _MISS = _Missing()
+
+_instances: weakref.WeakSet[LocalCache] = weakref.WeakSet()
+_fork_hook_lock = threading.Lock()
+_fork_hook_registered = False
+
+
+def _after_fork_in_child() -> None:
+    for local in list(_instances):
+        local._forked()
+
+
+def _watch_forks(local: LocalCache) -> None:
+    global _fork_hook_registered
+    with _fork_hook_lock:
+        _instances.add(local)
+        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook_registered = True
+
+
+def _check_bounds(max_entries: int, max_bytes: int, max_ttl: float) -> None:
+    for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(max_ttl, bool) or not isinstance(max_ttl, (int, float)) or max_ttl <= 0:
+        raise ConfigError(f"max_ttl must be a number of seconds > 0, got {max_ttl!r}")
 
 
 class LocalCache:
@@ -59,48 +97,78 @@ class LocalCache:
 
     def __init__(self, cache: RedisCaching, *, max_entries: int = 10_000,
                  max_bytes: int = 64 * 1024 * 1024, max_ttl: float = 300.0) -> None:
-        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(max_ttl, bool) or not isinstance(max_ttl, (int, float)) or max_ttl <= 0:
-            raise ConfigError(f"max_ttl must be a number of seconds > 0, got {max_ttl!r}")
+        _check_bounds(max_entries, max_bytes, max_ttl)
         self._cache = cache
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_ttl = float(max_ttl)
+        self.keepalive = _KEEPALIVE
+        """Seconds of silence after which the tracking connection is PINGed; no answer within
+        the socket timeout counts as a lost connection."""
         self._entries: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._epoch = 0
         self._prefixes: set[str] = set()
+        self._version = 0  # bumped when the tracked prefixes change
         self._active = False
         self._disabled = False
+        self._closed = False
         self._thread: threading.Thread | None = None
-        self._listener_prefixes: frozenset[str] = frozenset()
+        self._connection: Any = None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.hits = 0
         self.invalidations = 0
+        _watch_forks(self)
 
     # -- configuration -----------------------------------------------------------------------
 
+    def configure(self, *, max_entries: int, max_bytes: int, max_ttl: float) -> None:
+        """Change the bounds; entries over the new ones are evicted (least recently used first)."""
+        _check_bounds(max_entries, max_bytes, max_ttl)
+        with self._lock:
+            self.max_entries = max_entries
+            self.max_bytes = max_bytes
+            self.max_ttl = float(max_ttl)
+            self._evict()
+
     def track_prefix(self, prefix: str) -> None:
-        """Ask Redis to report changes of keys starting with ``prefix``."""
+        """Ask Redis to report changes of keys starting with ``prefix``.
+
+        Never waits: a running listener is told to reconnect with the new prefix, and local hits
+        pause (calls go to Redis) until it has.
+        """
         with self._lock:
             if prefix in self._prefixes:
                 return
             self._prefixes.add(prefix)
-            restart = self._thread is not None
-        if restart:
-            self._restart()
+            if self._thread is None:
+                return
+            self._version += 1
+            self._active = False
+            self._ready.clear()
+            self._epoch += 1
+            self._entries.clear()
+            self._bytes = 0
+        self._kick()
 
     @property
     def enabled(self) -> bool:
         """True while local hits are served (tracking is active)."""
         return self._active
 
+    @property
+    def disabled(self) -> bool:
+        """True once the server refused to track: the local cache stays off."""
+        return self._disabled
+
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` has a local entry (expired or not; nothing is counted or moved)."""
+        return key in self._entries
 
     @property
     def size_bytes(self) -> int:
@@ -112,18 +180,22 @@ class LocalCache:
     def get(self, key: str) -> Any:
         """The local value of ``key``, or the private miss marker (see :meth:`is_miss`)."""
         if not self._active:
-            if self._thread is None and not self._disabled:
+            if self._thread is None and not self._disabled and not self._closed:
                 self._start()
             return _MISS
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is None:
             return _MISS
-        value, _, expires = entry
-        if expires < time.monotonic():
+        if entry[2] < time.monotonic():
             self._drop(key)
             return _MISS
+        try:
+            entries.move_to_end(key)
+        except KeyError:  # dropped by an invalidation that raced this read
+            return _MISS
         self.hits += 1
-        return value
+        return entry[0]
 
     @staticmethod
     def is_miss(value: Any) -> bool:
@@ -148,9 +220,14 @@ class LocalCache:
                 self._bytes -= old[1]
             self._entries[key] = (value, size, time.monotonic() + lifetime)
             self._bytes += size
-            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                _, (_, dropped, _) = self._entries.popitem(last=False)
-                self._bytes -= dropped
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            _, (_, dropped, _) = self._entries.popitem(last=False)
+            self._bytes -= dropped
 
     def clear(self) -> None:
         """Drop every local entry."""
@@ -160,10 +237,12 @@ class LocalCache:
             self._bytes = 0
 
     def close(self) -> None:
-        """Stop the tracking thread and drop everything."""
+        """Stop the tracking thread and drop everything; the local cache stays off."""
+        self._closed = True
         self._stop.set()
         self._active = False
         self.clear()
+        self._kick()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
@@ -175,11 +254,24 @@ class LocalCache:
             if entry is not None:
                 self._bytes -= entry[1]
 
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's thread and connection (never touch its socket),
+        drop everything; the next lookup starts tracking anew."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = None
+        self._connection = None
+        self._active = False
+        self._epoch += 1
+        self._entries.clear()
+        self._bytes = 0
+
     # -- tracking ------------------------------------------------------------------------------
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None or self._disabled:
+            if self._thread is not None or self._disabled or self._closed:
                 return
             self._stop.clear()
             self._ready.clear()
@@ -187,19 +279,17 @@ class LocalCache:
                                             daemon=True)
             self._thread.start()
 
-    def _restart(self) -> None:
-        self._stop.set()
-        self._active = False
-        self.clear()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2.0)
-        self._thread = None
-        self._start()
+    def _kick(self) -> None:
+        """Wake the listener out of its socket wait by shutting the socket down: it reconnects
+        (or stops). Only the OS socket is touched: redis-py's connection is not thread-safe."""
+        sock = getattr(self._connection, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def wait_ready(self, timeout: float = 5.0) -> bool:
         """Start tracking if needed and wait until local hits can be served (for tests)."""
-        if self._thread is None and not self._disabled:
+        if self._thread is None and not self._disabled and not self._closed:
             self._start()
         return self._ready.wait(timeout) and self._active
 
@@ -213,19 +303,12 @@ class LocalCache:
         return kept
 
     def _connect(self) -> Any:
-        kwargs = dict(self._cache._client_kwargs())
-        kwargs["decode_responses"] = False
-        kwargs["protocol"] = 2  # invalidations arrive as pub/sub messages on this connection
-        kwargs.pop("max_connections", None)
-        connection_class: Any
-        if "unix_socket_path" in kwargs:
-            kwargs["path"] = kwargs.pop("unix_socket_path")
-            connection_class = redis.UnixDomainSocketConnection
-        elif kwargs.pop("ssl", False):
-            connection_class = redis.SSLConnection
-        else:
-            connection_class = redis.Connection
-        connection = connection_class(**kwargs)
+        # A connection like the cache's own (same server, credentials, TLS; the current master
+        # under Sentinel), speaking RESP2 so that invalidations arrive as pub/sub messages.
+        pool = self._cache.client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        kwargs.update(decode_responses=False, protocol=2, health_check_interval=0)
+        connection = pool.connection_class(**kwargs)
         connection.connect()
         return connection
 
@@ -233,11 +316,13 @@ class LocalCache:
         delay = 0.05
         while not self._stop.is_set():
             connection: Any = None
+            with self._lock:
+                version = self._version
+                prefixes = self._tracking_prefixes()
             try:
-                connection = self._connect()
+                connection = self._connection = self._connect()
                 connection.send_command("CLIENT", "ID")
                 client_id = connection.read_response()
-                prefixes = self._tracking_prefixes()
                 args: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST"]
                 for prefix in prefixes:
                     args += ["PREFIX", prefix]
@@ -245,27 +330,57 @@ class LocalCache:
                 connection.read_response()
                 connection.send_command("SUBSCRIBE", _CHANNEL)
                 connection.read_response()
-                self.clear()
-                self._active = True
+                with self._lock:
+                    if version != self._version or self._stop.is_set():
+                        continue  # prefixes changed meanwhile: track them first (finally runs)
+                    self._epoch += 1
+                    self._entries.clear()
+                    self._bytes = 0
+                    self._active = True
                 self._ready.set()
                 delay = 0.05
-                while not self._stop.is_set():
-                    if connection.can_read(timeout=0.2):
-                        self._handle(connection.read_response())
-            except redis.ResponseError as exc:
+                self._serve(connection, version)
+            except ResponseError as exc:
                 self._disabled = True
                 self._ready.set()
                 log.warning("memo_redis: local cache off, the server cannot track keys: %s", exc)
                 return
             except (RedisError, OSError) as exc:
-                log.debug("memo_redis: tracking connection lost: %s", exc)
+                if version == self._version and not self._stop.is_set():
+                    log.debug("memo_redis: tracking connection lost: %s", exc)
             finally:
-                self._active = False
-                self.clear()
+                with self._lock:
+                    self._active = False
+                    if not self._disabled:
+                        self._ready.clear()
+                    self._epoch += 1
+                    self._entries.clear()
+                    self._bytes = 0
+                    self._connection = None
                 if connection is not None:
                     connection.disconnect()
+            if version != self._version:
+                continue  # reconnect at once with the new prefixes
             self._stop.wait(delay)
             delay = min(delay * 2, 1.0)
+
+    def _serve(self, connection: Any, version: int) -> None:
+        """Apply invalidations until stopped, told to re-track, or the connection fails."""
+        timeout = connection.socket_timeout or 1.0
+        heard = time.monotonic()
+        pinged = False
+        while not self._stop.is_set() and version == self._version:
+            if connection.can_read(timeout=_POLL):
+                self._handle(connection.read_response())
+                heard = time.monotonic()
+                pinged = False
+                continue
+            silent = time.monotonic() - heard
+            if pinged and silent > self.keepalive + timeout:
+                raise RedisConnectionError("the tracking connection did not answer a PING")
+            if not pinged and silent > self.keepalive:
+                connection.send_command("PING")
+                pinged = True
 
     def _handle(self, message: Any) -> None:
         if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
@@ -290,4 +405,3 @@ class LocalCache:
 
 
 __all__ = ["LocalCache"]
-

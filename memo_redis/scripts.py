@@ -86,3 +86,13 @@ INIT_GENERATIONS = """
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'NX') end
 return redis.call('MGET', unpack(KEYS))
 """
+
+# KEYS: lock, then the keys a lookup reads. ARGV: token, lock ms. Takes the single-flight lock
+# (SET NX PX) and, only when taken, returns what a lookup would see: a holder that stored and
+# released just before is then noticed without another round trip. Returns nil when not taken.
+LOCK_AND_READ = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+  return redis.call('MGET', unpack(KEYS, 2))
+end
+return false
+"""

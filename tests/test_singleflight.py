@@ -290,15 +290,15 @@ def _blocking_function(cache: RedisCaching, prefix: str, gate: threading.Event,
 def _observe_lock_waits(monkeypatch: pytest.MonkeyPatch, cache: RedisCaching) -> threading.Event:
     """An event set once ``cache`` failed to take a single-flight lock (another holds it)."""
     refused = threading.Event()
-    try_lock = cache.try_lock
+    lock_and_lookup = cache.lock_and_lookup
 
-    def observed(*args: Any, **kwargs: Any) -> bool:
-        taken = try_lock(*args, **kwargs)
-        if not taken:
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        seen = lock_and_lookup(*args, **kwargs)
+        if seen is None:
             refused.set()
-        return taken
+        return seen
 
-    monkeypatch.setattr(cache, "try_lock", observed)
+    monkeypatch.setattr(cache, "lock_and_lookup", observed)
     return refused
 
 
@@ -442,15 +442,14 @@ def test_lock_taken_after_the_holder_stored_does_not_recompute(
 
     other = _cached_call(other_cache, "late-lock", other_body)
     at_lock, holder_done = threading.Event(), threading.Event()
-    try_lock = other_cache.try_lock
+    lock_and_lookup = other_cache.lock_and_lookup
 
-    def late_try_lock(*args: Any, **kwargs: Any) -> bool:
+    def late_lock(*args: Any, **kwargs: Any) -> Any:
         at_lock.set()
         assert holder_done.wait(HANG)
-        taken: bool = try_lock(*args, **kwargs)
-        return taken
+        return lock_and_lookup(*args, **kwargs)
 
-    monkeypatch.setattr(other_cache, "try_lock", late_try_lock)
+    monkeypatch.setattr(other_cache, "lock_and_lookup", late_lock)
     first = threading.Thread(target=holder, args=("k",))
     first.start()
     results: list[str] = []
