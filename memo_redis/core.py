@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -118,6 +119,9 @@ _STORE = _Script(scripts.STORE)
 _BUMP = _Script(scripts.BUMP)
 _INIT_GENERATIONS = _Script(scripts.INIT_GENERATIONS)
 _LOCK_AND_READ = _Script(scripts.LOCK_AND_READ)
+_DRAIN_INDEX = _Script(scripts.DRAIN_INDEX)
+_PRUNE_RATE = 1 / 16
+"""Share of stores that also drop a few expired members from their index set."""
 _INVALIDATE_ONE = _Script(scripts.INVALIDATE_ONE)
 _RELEASE = _Script(scripts.RELEASE)
 
@@ -672,14 +676,17 @@ class RedisCaching:
         value_key = lay.physical(key)
         keys = [*gens, lay.fence_key(key), value_key, lock or value_key, index or value_key]
         ttl_s = 0 if ttl_ms is None else -(-ttl_ms // 1000)
+        mode = ("c" if seen is not None else "u") + ("p" if random.random() < _PRUNE_RATE else "")
         args: list[Any] = [
-            n, "c" if seen is not None else "u", parts[0], parts[1], ttl_ms or 0,
+            n, mode, parts[0], parts[1], ttl_ms or 0,
             token or b"", (seen.fence or b"") if seen is not None else b"", ttl_s if index else -1,
         ]
         if not index:
             keys[-1] = ""
         if seen is not None:
             args.extend(g or b"" for g in seen.generations)
+            if None not in seen.generations:
+                return keys, args
         else:
             args.extend(b"" for _ in range(n))
         args.extend(envelope.new_token() for _ in range(n))
@@ -1101,6 +1108,8 @@ class RedisCaching:
         # The index of a 2-segment prefix holds only keys under it; deeper prefixes share the
         # index of their first two segments and need the pattern test.
         whole = prefix.count(":") == 1
+        if whole:
+            return int(_DRAIN_INDEX.run(client, [index], []))
         deleted = 0
         cursor = 0
         command: Callable[..., Any] = client.execute_command

@@ -7,11 +7,13 @@ step in one hash slot.
 from __future__ import annotations
 
 # KEYS: gen_1..gen_n, fence, value, lock, index   (index may be "" for none)
-# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked), head ("" = plain
+# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked; a second letter "p"
+#       prunes expired index members), head ("" = plain
 #       value: tail stored without envelope), tail,
 #       ttl_ms ("0" = no expiry), lock token ("" = none), observed fence ("" = none),
 #       index ttl s ("0" = none),
-#       then n observed generations ("" = missing), then n fresh tokens for missing generations.
+#       then n observed generations ("" = missing), then n fresh tokens for missing generations
+#       (omitted when every observed generation exists: a checked store then never creates one).
 # Returns 1 when stored, 0 when refused (an invalidation happened since the lookup).
 STORE = """
 local n = tonumber(ARGV[1])
@@ -20,7 +22,8 @@ local token = ARGV[6]
 local function release()
   if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
 end
-local checked = ARGV[2] == 'c'
+local checked = string.sub(ARGV[2], 1, 1) == 'c'
+local prune = string.sub(ARGV[2], 2, 2) == 'p'
 if checked and (redis.call('GET', KEYS[n + 1]) or '') ~= ARGV[7] then release() return 0 end
 local gens = {}
 for i = 1, n do
@@ -45,13 +48,15 @@ if idx ~= '' then
   local ittl = tonumber(ARGV[8])
   if ittl <= 0 then
     redis.call('PERSIST', idx)
+  elseif fresh then
+    redis.call('EXPIRE', idx, ittl)
   else
-    local cur = redis.call('TTL', idx)
-    if fresh or (cur >= 0 and cur < ittl) then redis.call('EXPIRE', idx, ittl) end
+    redis.call('EXPIRE', idx, ittl, 'GT')  -- a persistent index (an entry without TTL) stays so
   end
-  -- amortized pruning of members whose entry has expired
-  for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
-    if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+  if prune then  -- now and then (the client decides): drop members whose entry has expired
+    for _, m in ipairs(redis.call('SRANDMEMBER', idx, 4)) do
+      if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+    end
   end
 end
 release()
@@ -95,4 +100,16 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
   return redis.call('MGET', unpack(KEYS, 2))
 end
 return false
+"""
+
+# KEYS: an index set (its members share its hash slot). Unlinks every member and empties the set
+# on the server, in batches, without sending the names over the wire. Returns the number unlinked.
+DRAIN_INDEX = """
+local n = 0
+while true do
+  local members = redis.call('SPOP', KEYS[1], 1000)
+  if #members == 0 then break end
+  n = n + redis.call('UNLINK', unpack(members))
+end
+return n
 """

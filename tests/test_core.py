@@ -643,7 +643,7 @@ def test_index_path_avoids_scan(make_cache: Callable[..., RedisCaching], raw: re
     assert cache.invalidate("sql:users:*") == 6
     calls = command_calls(raw)
     assert "scan" not in calls
-    assert calls["sscan"] >= 1
+    assert calls.get("sscan", 0) + calls.get("spop", 0) >= 1  # drained from the index set
     assert cache.get("sql:users2:data:00000001") == "sql:users2:data:00000001"
 
 
