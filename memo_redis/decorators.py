@@ -605,92 +605,106 @@ class _Cached:
         return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
 
 
-def _batch_prepare(core: _Cached, cache: RedisCaching,
-                   prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]
-                   ) -> list[tuple[str, bytes]]:
-    return [core.plan.derive(cache, instance, args, kwargs) for instance, args, kwargs in prepared]
+_Call = tuple[Any, tuple[Any, ...], dict[str, Any]]
 
 
-def _many(core: _Cached, wrapped: Callable[..., Any],
-          prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+class _Batch:
+    """One ``.many()`` call: which items hit, which distinct calls must run, what to store.
+
+    The sync and async paths differ only in how they run :attr:`to_run`.
+    """
+
+    def __init__(self, core: _Cached, cache: RedisCaching, prepared: list[_Call]) -> None:
+        self.core = core
+        self.cache = cache
+        self.prepared = prepared
+        self.derived = [core.plan.derive(cache, instance, args, kwargs)
+                        for instance, args, kwargs in prepared]
+        self.values: dict[str, Any] = {}
+        self.looks: dict[str, Lookup] = {}
+
+    def uncached(self) -> list[_Call]:
+        """Every distinct call, for running without the cache (Redis failed)."""
+        seen: dict[str, _Call] = {}
+        for call, (key, _) in zip(self.prepared, self.derived, strict=True):
+            seen.setdefault(key, call)
+        self.looks = {}
+        return list(seen.values())
+
+    def plan(self, looks: list[Lookup]) -> list[_Call]:
+        """Record the hits; return the distinct calls that must run, in order."""
+        to_run: list[_Call] = []
+        for call, (key, _), look in zip(self.prepared, self.derived, looks, strict=True):
+            if look.value is not MISS:
+                self.core.stats.count("hits")
+                self.values[key] = look.value
+            elif key not in self.looks:
+                self.core.stats.count("misses")
+                self.looks[key] = look
+                to_run.append(call)
+        return to_run
+
+    def settle(self, ran: list[_Call], results: list[Any]
+               ) -> list[tuple[str, Any, int | None, Lookup, bytes]]:
+        """Record the results of the calls that ran; return the stores to make."""
+        keys = dict(zip((id(c) for c in self.prepared), (k for k, _ in self.derived),
+                        strict=True))
+        fingerprints = dict(self.derived)
+        stores = []
+        for call, result in zip(ran, results, strict=True):
+            key = keys[id(call)]
+            self.values[key] = result
+            look = self.looks.get(key)
+            if look is not None and self.core.storable(result):
+                stores.append((key, result, self.core.ttl_ms(self.cache), look,
+                               fingerprints[key]))
+        return stores
+
+    def results(self, stored: int) -> list[Any]:
+        for _ in range(stored):
+            self.core.stats.count("stores")
+        return [self.values[key] for key, _ in self.derived]
+
+
+def _many(core: _Cached, wrapped: Callable[..., Any], prepared: list[_Call]) -> list[Any]:
     if caching_disabled.get():
         return [wrapped(*args, **kwargs) for _, args, kwargs in prepared]
-    cache = _resolve(core.cache)
-    derived = _batch_prepare(core, cache, prepared)
+    batch = _Batch(core, _resolve(core.cache), prepared)
+    cache = batch.cache
     try:
-        looks = cache.lookup_many(derived)
+        to_run = batch.plan(cache.lookup_many(batch.derived))
     except CacheUnavailable as error:
         core.failed(cache, error)
-        done: dict[str, Any] = {}
-        for (_, args, kwargs), (key, _) in zip(prepared, derived, strict=True):
-            if key not in done:
-                done[key] = wrapped(*args, **kwargs)
-        return [done[key] for key, _ in derived]
-    results: list[Any] = []
-    computed: dict[str, Any] = {}
-    stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []
-    for (_, args, kwargs), (key, fingerprint), look in zip(prepared, derived, looks, strict=True):
-        if look.value is not MISS:
-            core.stats.count("hits")
-            results.append(look.value)
-            continue
-        if key in computed:
-            results.append(computed[key])
-            continue
-        core.stats.count("misses")
-        result = computed[key] = wrapped(*args, **kwargs)
-        results.append(result)
-        if core.storable(result):
-            stores.append((key, result, core.ttl_ms(cache), look, fingerprint))
+        to_run = batch.uncached()
+    stores = batch.settle(to_run, [wrapped(*args, **kwargs) for _, args, kwargs in to_run])
+    stored = 0
     if stores:
         try:
             stored = cache.store_many(stores)
-            for _ in range(stored):
-                core.stats.count("stores")
         except CacheUnavailable as error:
             core.failed(cache, error)
-    return results
+    return batch.results(stored)
 
 
 async def _amany(core: _Cached, wrapped: Callable[..., Awaitable[Any]],
-                 prepared: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+                 prepared: list[_Call]) -> list[Any]:
     if caching_disabled.get():
         return [await wrapped(*args, **kwargs) for _, args, kwargs in prepared]
-    cache = _resolve(core.cache)
-    derived = _batch_prepare(core, cache, prepared)
+    batch = _Batch(core, _resolve(core.cache), prepared)
+    cache = batch.cache
     try:
-        looks = await cache.alookup_many(derived)
+        to_run = batch.plan(await cache.alookup_many(batch.derived))
     except CacheUnavailable as error:
         core.failed(cache, error)
-        done: dict[str, Any] = {}
-        for (_, args, kwargs), (key, _) in zip(prepared, derived, strict=True):
-            if key not in done:
-                done[key] = await wrapped(*args, **kwargs)
-        return [done[key] for key, _ in derived]
-    results: list[Any] = []
-    computed: dict[str, Any] = {}
-    stores: list[tuple[str, Any, int | None, Lookup, bytes]] = []
-    for (_, args, kwargs), (key, fingerprint), look in zip(prepared, derived, looks, strict=True):
-        if look.value is not MISS:
-            core.stats.count("hits")
-            results.append(look.value)
-            continue
-        if key in computed:
-            results.append(computed[key])
-            continue
-        core.stats.count("misses")
-        result = computed[key] = await wrapped(*args, **kwargs)
-        results.append(result)
-        if core.storable(result):
-            stores.append((key, result, core.ttl_ms(cache), look, fingerprint))
+        to_run = batch.uncached()
+    stores = batch.settle(to_run, [await wrapped(*args, **kwargs) for _, args, kwargs in to_run])
+    stored = 0
     if stores:
         try:
             stored = await cache.astore_many(stores)
-            for _ in range(stored):
-                core.stats.count("stores")
         except CacheUnavailable as error:
             core.failed(cache, error)
-    return results
+    return batch.results(stored)
 
 
 class Args:
