@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
 
 import wrapt
 
@@ -63,6 +63,13 @@ class CachedFunction(Protocol[P, R_co]):  # type: ignore[misc]
     def many(self, calls: Iterable[Any]) -> Any: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_clear(self) -> Any: ...
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> CachedFunction[P, R_co]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
+        """Methods bind like plain functions (the bound form is typed loosely)."""
 
 
 CachedFactory = Callable[[Callable[P, R]], CachedFunction[P, R]]
@@ -870,8 +877,36 @@ class _CachedWrapper(_Handles, _Wrapper):
         return core
 
 
+@overload
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+@overload
+def cached(
+    func: None = None,
+    /,
+    *,
+    prefix: str | None = None,
+    category: str = "data",
+    ttl: TTL = CATEGORY_DEFAULT,
+    cache: RedisCaching | None = None,
+    namespace: str | None = None,
+    ignore: Collection[str] = (),
+    key: Callable[..., str] | None = None,
+    unless: Callable[[Any], bool] | None = None,
+    cache_none: bool = True,
+    strict: bool | None = None,
+    single_flight: bool = True,
+    early_refresh: float | bool = False,
+    jitter: float = 0.0,
+    digest_length: int | None = None,
+    local: bool = False,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
 def cached(
     func: Callable[P, R] | None = None,
+    /,
     *,
     prefix: str | None = None,
     category: str = "data",
@@ -976,7 +1011,7 @@ def invalidates(
     *patterns: str,
     cache: RedisCaching | None = None,
     strict: bool | None = None,
-) -> Any:
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Invalidate cache entries after the decorated function runs (also when it raises).
 
     Patterns are Redis globs, literal (``"sql:users:*"``) or templates filled from the call's
