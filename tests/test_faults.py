@@ -292,6 +292,11 @@ def test_read_only_replica_serves_reads_and_fails_stores_open(server_factory: Se
         writer = Square(on_primary)
         assert writer(2) == 4
         assert primary_admin.execute_command("WAIT", 1, 10_000) == 1  # replicated
+        # WAIT counts the acknowledgement; also see the keys on the replica before reading there
+        deadline = time.monotonic() + 10
+        while replica_admin.dbsize() < primary_admin.dbsize() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert replica_admin.dbsize() == primary_admin.dbsize()
 
         reader = Square(on_replica)
         assert reader(2) == 4
