@@ -308,6 +308,12 @@ class LocalCache:
         pool = self._cache.client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         kwargs.update(decode_responses=False, protocol=2, health_check_interval=0)
+        if "maint_notifications_config" in kwargs:
+            # redis-py >= 7 turns these on for TCP; they need RESP3 (or hiredis), not RESP2.
+            from redis.maint_notifications import MaintNotificationsConfig
+
+            kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+            kwargs.pop("maint_notifications_pool_handler", None)
         connection = pool.connection_class(**kwargs)
         connection.connect()
         return connection
