@@ -236,7 +236,7 @@ def test_bad_port_message_is_exact() -> None:
         ("REDIS_SOCKET_CONNECT_TIMEOUT", "soon"),
         ("REDIS_DECODE_RESPONSES", "maybe"),
         ("REDIS_CLUSTER", "2"),
-        ("REDIS_URL", "http://cache.internal:6379"),
+        ("REDIS_URL", "http://cache.internal:6390"),
         ("REDIS_URL", "redis://cache.internal/abc"),
         ("REDIS_URL", "redis://cache.internal:99999"),
         ("REDIS_URL", "redis://cache.internal/0?db=x"),

@@ -348,8 +348,8 @@ def test_target_and_client_are_exclusive(server: EmbeddedServer) -> None:
     ("kwargs", "needle"),
     [
         ({"target": 42}, "target"),
-        ({"target": "http://cache:6379/0"}, "url"),
-        ({"target": "redis://cache:6379/x"}, "url"),
+        ({"target": "http://cache:6390/0"}, "url"),
+        ({"target": "redis://cache:6390/x"}, "url"),
         ({"target": None, "digest_length": 0}, "digest_length"),
         ({"target": None, "digest_length": 65}, "digest_length"),
         ({"target": None, "namespace": ""}, "namespace"),
@@ -1243,7 +1243,7 @@ def test_wrong_password_errors_hide_passwords(
 
 def test_config_errors_hide_passwords() -> None:
     """ConfigError for a bad URL masks the password it contains."""
-    for url in (f"http://:{PASSWORD}@cache:6379/0", f"redis://:{PASSWORD}@cache:6379/db"):
+    for url in (f"http://:{PASSWORD}@cache:6390/0", f"redis://:{PASSWORD}@cache:6390/db"):
         with pytest.raises(ConfigError) as info:
             RedisCaching(url)
         assert PASSWORD not in str(info.value)
