@@ -4,13 +4,14 @@ and one for every store, against real private servers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
 import redis
 import redis.asyncio.connection
 import redis.connection
+from support import command_calls, reset_stats, run
 
 from memo_redis import (
     CachedFunction,
@@ -63,30 +64,6 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command",
                         acounting)
     return sent
-
-
-def command_calls(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since the last CONFIG RESETSTAT, e.g. {"mget": 1}."""
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
-def reset_stats(client: redis.Redis) -> None:
-    """Zero the server's command statistics."""
-    command: Callable[..., Any] = client.execute_command
-    command("CONFIG", "RESETSTAT")
-
-
-def run(cache: RedisCaching, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` in a fresh event loop, closing the cache's async client for that loop."""
-
-    async def main() -> T:
-        try:
-            return await coro
-        finally:
-            await cache.aclose()
-
-    return asyncio.run(main())
 
 
 @pytest.fixture

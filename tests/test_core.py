@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 import redis.connection
+from support import command_calls, reset_stats, wait_until
 
 import memo_redis
 from memo_redis import (
@@ -80,16 +80,6 @@ def make_cache(server: EmbeddedServer, raw: redis.Redis) -> Iterator[Callable[..
         cache.close()
 
 
-def command_calls(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since the last CONFIG RESETSTAT, e.g. {"mget": 1}."""
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
-def reset_stats(client: redis.Redis) -> None:
-    client.execute_command("CONFIG", "RESETSTAT")
-
-
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts client->server writes (one per command or per pipeline) of every redis-py
@@ -103,16 +93,6 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
     return sent
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``condition`` (bounded); True as soon as it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def seed_build_cache_key(table: str, columns: list[str], where: list[str]) -> str:

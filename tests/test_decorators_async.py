@@ -9,11 +9,11 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
 import redis
+from support import run
 
 from memo_redis import (
     CacheInfo,
@@ -29,18 +29,6 @@ from memo_redis.testing import ServerFactory
 T = TypeVar("T")
 
 HEX16 = r"[0-9a-f]{16}"
-
-
-def run(cache: RedisCaching, coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` in a fresh event loop, closing the cache's async client for that loop."""
-
-    async def main() -> T:
-        try:
-            return await coro
-        finally:
-            await cache.aclose()
-
-    return asyncio.run(main())
 
 
 def memo_warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:

@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 import pytest
 import redis
 import redis.connection
+from support import command_calls, reset_stats, wait_until
 
 from memo_redis import CachedFunction, RedisArgs, RedisCaching, cached, invalidates
 from memo_redis.embedded import EmbeddedServer
@@ -48,28 +49,6 @@ def invalidating(*patterns: str, cache: RedisCaching
     """``invalidates(*patterns, cache=cache)``, typed for the checker."""
     decorator: Callable[[Callable[P, R]], Callable[P, R]] = invalidates(*patterns, cache=cache)
     return decorator
-
-
-def command_calls(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since the last CONFIG RESETSTAT, e.g. {"mget": 1}."""
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-
-
-def reset_stats(client: redis.Redis) -> None:
-    """Zero the server's command statistics."""
-    command: Callable[..., Any] = client.execute_command
-    command("CONFIG", "RESETSTAT")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``condition`` (bounded, yielding the GIL); True as soon as it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.001)
-    return condition()
 
 
 def dropped(local: LocalCache, key: str, timeout: float = 5.0) -> bool:
