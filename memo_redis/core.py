@@ -86,6 +86,8 @@ class Lookup:
     generations: list[bytes | None]
     fence: bytes | None
     envelope: envelope.Envelope | None
+    lock_stamp: bytes | None = None
+    """Memo of :func:`_stamp_of` (lock, re-read, release and store each need it on a miss)."""
 
 
 class _Script:
@@ -1243,9 +1245,12 @@ class RedisCaching:
 
 
 def _stamp_of(seen: Lookup) -> bytes:
-    gens = seen.generations
-    stamp = envelope.compute_stamp([g or b"-" for g in gens])
-    return stamp + (seen.fence or b"")[:8]
+    """What names the single-flight lock of a computation: its generations and fence."""
+    stamp = seen.lock_stamp
+    if stamp is None:
+        stamp = envelope.compute_stamp([g or b"-" for g in seen.generations])
+        stamp = seen.lock_stamp = stamp + (seen.fence or b"")[:8]
+    return stamp
 
 
 def _check_key(key: object) -> None:

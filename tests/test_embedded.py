@@ -1,4 +1,4 @@
-"""EmbeddedServer and find_server_binary, against real private servers (never port 6379)."""
+"""EmbeddedServer and find_server_binary, against real private servers (never the shared server)."""
 
 from __future__ import annotations
 
