@@ -8,7 +8,7 @@
 from .config import RedisArgs
 from .context import disabled, get_default_cache, set_default_cache
 from .core import RedisCaching
-from .decorators import CachedFunction, CacheInfo, cached, invalidates
+from .decorators import Args, CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
 from .keys import build_cache_key
 from .local import LocalCache

@@ -5,6 +5,7 @@ This is the only memo_redis module that reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -36,8 +37,10 @@ _NUMBERS: dict[str, tuple[type[int] | type[float], str, Callable[[float], bool]]
     "port": (int, "an integer between 1 and 65535", lambda n: 1 <= n <= 65535),
     "db": (int, "an integer >= 0", lambda n: n >= 0),
     "max_connections": (int, "an integer >= 1", lambda n: n >= 1),
-    "socket_timeout": (float, "a number of seconds > 0", lambda n: n > 0),
-    "socket_connect_timeout": (float, "a number of seconds > 0", lambda n: n > 0),
+    "socket_timeout": (float, "a finite number of seconds > 0", lambda n: 0 < n < math.inf),
+    "socket_connect_timeout": (
+        float, "a finite number of seconds > 0", lambda n: 0 < n < math.inf
+    ),
 }
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import threading
 import weakref
@@ -200,8 +201,11 @@ class RedisCaching:
             ("lock_wait", lock_wait),
             ("fence_ttl", fence_ttl),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not 0 < value < math.inf):
+                raise ConfigError(
+                    f"{name} must be a finite number of seconds > 0, got {value!r}"
+                )
         if max_value_size is not None and (
             isinstance(max_value_size, bool) or not isinstance(max_value_size, int)
             or max_value_size < 1

@@ -90,6 +90,7 @@ __all__ = [
     "literal_prefix",
     "matches",
     "seed_digest",
+    "segment_escape",
     "segment_prefixes",
 ]
 
@@ -641,13 +642,13 @@ class KeyTemplate:
     def _text(self, value: object, name: str) -> str:
         cls = type(value)
         if cls is str:
-            return value  # type: ignore[return-value]
+            return segment_escape(value)  # type: ignore[arg-type]
         if cls is int:
             return int.__repr__(value)
         if isinstance(value, enum.Enum):
             value = value.value
         if isinstance(value, str):
-            return str.__str__(value)
+            return segment_escape(str.__str__(value))
         if isinstance(value, int) and not isinstance(value, bool):
             return int.__repr__(value)
         raise TypeError(
@@ -670,6 +671,30 @@ class KeyTemplate:
             parts.append(glob_escape(text) if escape else text)
             parts.append(literal)
         return "".join(parts)
+
+
+# A substituted value must stay inside its own segment: ``:`` would add segments (so
+# ``table="users:data"`` would land in table ``users``'s scope), ``{``/``}`` would move a Redis
+# Cluster hash tag, control characters make keys unreadable in logs. Percent-encoding them (and
+# ``%`` itself, so the encoding is one-to-one) keeps every other value's key unchanged.
+_SEGMENT_ESCAPES = str.maketrans(
+    {c: f"%{ord(c):02X}" for c in "%:{}" + "".join(map(chr, [*range(0x20), 0x7F]))}
+)
+_SEGMENT_SPECIAL = re.compile(r"[%:{}\x00-\x1f\x7f]")
+
+
+def segment_escape(text: str) -> str:
+    """Percent-encode what would let a template value leave its key segment.
+
+    ``%``, ``:``, ``{``, ``}`` and control characters become ``%XX``; everything else is kept,
+    so ``"users"`` stays ``users`` and ``"users:data"`` becomes ``users%3Adata``::
+
+        >>> segment_escape("users:data"), segment_escape("users")
+        ('users%3Adata', 'users')
+    """
+    if _SEGMENT_SPECIAL.search(text) is None:
+        return text
+    return text.translate(_SEGMENT_ESCAPES)
 
 
 # --- Redis glob patterns -------------------------------------------------------------------

@@ -29,7 +29,14 @@ from typing import Any, TypeVar, cast
 from .context import get_default_cache
 from .core import RedisCaching
 from .decorators import _Cached, _Plan, _run_invalidations
-from .keys import build_cache_key, canonical_bytes, fingerprint_of, glob_escape, seed_digest
+from .keys import (
+    build_cache_key,
+    canonical_bytes,
+    fingerprint_of,
+    glob_escape,
+    seed_digest,
+    segment_escape,
+)
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
 __all__ = [
@@ -53,6 +60,13 @@ _VERSION_KEY = "sql:schema:version:"
 def _check_table(table: object) -> str:
     if not isinstance(table, str) or not table:
         raise TypeError(f"table must be a non-empty str, got {table!r}")
+    if segment_escape(table) != table:
+        # The seed's key format puts the name in one segment as is: a ':' would add segments
+        # (table "users:data" would share table "users"'s entries and invalidations).
+        raise ValueError(
+            f"table {table!r}: a table name cannot contain ':', '%', '{{', '}}' or control "
+            f"characters (it is one segment of the key sql:<table>:...)"
+        )
     return table
 
 
