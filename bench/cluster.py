@@ -1,6 +1,6 @@
 """memo_redis on a local Redis Cluster: ``python -m bench.cluster`` (or ``bench/cluster.py``).
 
-Starts a throw-away :class:`~memo_redis.topology.LocalCluster` (3 primaries, 1 replica each, on
+Starts a throw-away :class:`~memo_redis.servers.LocalCluster` (3 primaries, 1 replica each, on
 loopback), then measures, in interleaved rounds, the hit and miss latency of
 ``@cached(prefix="sql:{table}")`` over 16 tables spread across the primaries against a raw
 ``redis.cluster.RedisCluster`` baseline (hit: ``GET`` + ``msgpack.unpackb``; miss: ``GET`` then
@@ -27,7 +27,7 @@ import msgpack
 
 from bench.workload import ROWS
 from memo_redis import RedisArgs, RedisCaching, cached
-from memo_redis.topology import LocalCluster
+from memo_redis.servers import LocalCluster
 
 TABLES = tuple(f"t{i}" for i in range(16))
 

@@ -24,7 +24,7 @@ import redis
 from bench import contenders as cn
 from bench import invalidation, latency, placement, profile_paths, report, stampede, storage
 from bench.workload import ROWS, random_text_rows
-from memo_redis.embedded import EmbeddedServer
+from memo_redis.servers import EmbeddedServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,6 +1,6 @@
 """Soak run: decorated reads and writes from several processes while the server is killed.
 
-Starts a private server (:class:`memo_redis.embedded.EmbeddedServer`, unix socket, kept across
+Starts a private server (:class:`memo_redis.servers.EmbeddedServer`, unix socket, kept across
 restarts), and ``--processes`` worker processes that loop over random rows of a shared
 "database" (shared-memory arrays holding a version number per row, independent of Redis):
 
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memo_redis import CachedFunction, RedisArgs, RedisCaching, cached, invalidates
-from memo_redis.embedded import EmbeddedServer
+from memo_redis.servers import EmbeddedServer
 
 SPAWN = multiprocessing.get_context("spawn")
 RECOVERY_WAIT = 5.0

@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from memo_redis import RedisCaching, set_default_cache
-from memo_redis.embedded import serve_from_env_or_embedded
 from memo_redis.keys import glob_escape
+from memo_redis.servers import serve_from_env_or_embedded
 
 N_USERS = 200
 FEEDERS_PER_USER = 2.5

@@ -1,6 +1,6 @@
 """Pytest fixtures for code that uses memo_redis, registered automatically on install.
 
-Every fixture runs against private servers started by :class:`memo_redis.embedded.EmbeddedServer`
+Every fixture runs against private servers started by :class:`memo_redis.servers.EmbeddedServer`
 (never a shared Redis)::
 
     def test_price_is_cached(memo_cache):
@@ -17,7 +17,7 @@ Every fixture runs against private servers started by :class:`memo_redis.embedde
 Fixtures:
 
 - ``memo_redis_binary`` (session): path of the server binary; ``MEMO_REDIS_TEST_SERVER`` if set,
-  else :func:`memo_redis.embedded.find_server_binary`.
+  else :func:`memo_redis.servers.find_server_binary`.
 - ``memo_redis_server`` (session): one ``EmbeddedServer(tcp=True)`` for the whole run.
 - ``memo_redis_factory``: ``factory(**kwargs) -> EmbeddedServer`` starting extra private servers
   (same binary), all stopped when the test ends; for tests that kill or restart servers.
@@ -37,7 +37,7 @@ import pytest
 
 if TYPE_CHECKING:
     from memo_redis.core import RedisCaching
-    from memo_redis.embedded import EmbeddedServer
+    from memo_redis.servers.embedded import EmbeddedServer
 
 __all__ = [
     "ServerFactory",
@@ -59,18 +59,18 @@ class ServerFactory(Protocol):
 
 
 def _test_binary() -> str:
-    from memo_redis.embedded import _check_binary, find_server_binary
+    from memo_redis.servers.binary import check_binary, find_server_binary
 
     chosen = os.environ.get(TEST_SERVER_ENV, "")
     if not chosen:
         return find_server_binary()
-    return _check_binary(chosen, TEST_SERVER_ENV, os.environ.get("PATH", os.defpath))
+    return check_binary(chosen, TEST_SERVER_ENV, os.environ.get("PATH", os.defpath))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     """Name the server binary and version the memo_redis fixtures will use."""
-    from memo_redis.embedded import EmbeddedServer
     from memo_redis.exceptions import ConfigError
+    from memo_redis.servers.embedded import EmbeddedServer
 
     try:
         server = EmbeddedServer(_test_binary())
@@ -88,7 +88,7 @@ def memo_redis_binary() -> str:
 @pytest.fixture(scope="session")
 def memo_redis_server(memo_redis_binary: str) -> Iterator[EmbeddedServer]:
     """A private server (unix socket plus a TCP port) shared by the whole test session."""
-    from memo_redis.embedded import EmbeddedServer
+    from memo_redis.servers.embedded import EmbeddedServer
 
     with EmbeddedServer(memo_redis_binary, tcp=True) as server:
         yield server
@@ -97,7 +97,7 @@ def memo_redis_server(memo_redis_binary: str) -> Iterator[EmbeddedServer]:
 @pytest.fixture
 def memo_redis_factory(memo_redis_binary: str) -> Iterator[ServerFactory]:
     """Start extra private servers with ``factory(**kwargs)``; all stop when the test ends."""
-    from memo_redis.embedded import EmbeddedServer
+    from memo_redis.servers.embedded import EmbeddedServer
 
     started: list[EmbeddedServer] = []
 

@@ -23,7 +23,7 @@ from redis.cluster import RedisCluster
 from memo_redis import RedisArgs, RedisCaching, cached, invalidates
 from memo_redis.core import Lookup
 from memo_redis.exceptions import CacheUnavailable, ConfigError
-from memo_redis.topology import Address, LocalCluster
+from memo_redis.servers import Address, LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -21,10 +21,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import memo_redis.embedded as embedded
+import memo_redis.servers.embedded as embedded
 from memo_redis.config import RedisArgs
-from memo_redis.embedded import EmbeddedServer, find_server_binary, serve_from_env_or_embedded
 from memo_redis.exceptions import ConfigError
+from memo_redis.servers import EmbeddedServer, find_server_binary, serve_from_env_or_embedded
 from memo_redis.testing import ServerFactory
 
 linux_only = pytest.mark.skipif(
@@ -35,7 +35,7 @@ linux_only = pytest.mark.skipif(
 _CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
-    from memo_redis.embedded import EmbeddedServer
+    from memo_redis.servers import EmbeddedServer
 
     def report(server):
         info = {"dir": os.path.dirname(server.socket_path), "pid": server.pid}
@@ -279,7 +279,7 @@ def test_restart_before_start_is_an_error() -> None:
 
 def test_explicit_port_is_used(taken_port: int) -> None:
     """An explicit free port is used as given."""
-    port = embedded._pick_free_port()
+    port = embedded.pick_free_port()
     with EmbeddedServer(tcp=True, port=port) as server:
         assert server.port == port
         assert server.tcp_url == f"redis://127.0.0.1:{port}/0"
@@ -298,9 +298,9 @@ def test_taken_explicit_port_fails_with_log(taken_port: int) -> None:
 
 def test_taken_ephemeral_port_is_retried(monkeypatch: pytest.MonkeyPatch, taken_port: int) -> None:
     """When the chosen ephemeral port is grabbed before the server binds it, another is tried."""
-    free_port = embedded._pick_free_port()
+    free_port = embedded.pick_free_port()
     choices = iter([taken_port, free_port])
-    monkeypatch.setattr(embedded, "_pick_free_port", lambda: next(choices))
+    monkeypatch.setattr(embedded, "pick_free_port", lambda: next(choices))
     with EmbeddedServer(tcp=True) as server:
         assert server.port == free_port
         assert _ping(server)

@@ -21,7 +21,7 @@ import redis.sentinel
 
 from memo_redis import RedisArgs, RedisCaching, cached, invalidates
 from memo_redis.exceptions import CacheUnavailable, ConfigError
-from memo_redis.topology import Address, LocalSentinel
+from memo_redis.servers import Address, LocalSentinel
 
 pytestmark = pytest.mark.cluster
 

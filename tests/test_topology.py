@@ -16,7 +16,7 @@ from redis.sentinel import Sentinel
 
 from memo_redis.config import parse_host_ports
 from memo_redis.exceptions import ConfigError
-from memo_redis.topology import Address, LocalCluster, LocalSentinel
+from memo_redis.servers import Address, LocalCluster, LocalSentinel
 
 pytestmark = pytest.mark.cluster
 
