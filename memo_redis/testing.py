@@ -21,6 +21,9 @@ Fixtures:
 - ``memo_redis_server`` (session): one ``EmbeddedServer(tcp=True)`` for the whole run.
 - ``memo_redis_factory``: ``factory(**kwargs) -> EmbeddedServer`` starting extra private servers
   (same binary), all stopped when the test ends; for tests that kill or restart servers.
+  ``factory(tls=True, tls_auth_clients="yes")`` starts a TLS-only server with throw-away
+  certificates (``server.tls_url``, ``server.tls_client()``, ``server.tls_files``); the test is
+  skipped, with the reason, when the binary was built without TLS.
 - ``memo_cache``: a ``RedisCaching`` on ``memo_redis_server`` after FLUSHALL, closed afterwards.
 
 This module is imported by pytest for every run of every project that installs memo_redis, so
@@ -54,7 +57,10 @@ class ServerFactory(Protocol):
     """The ``memo_redis_factory`` fixture: start a private server, stopped at test end."""
 
     def __call__(self, **kwargs: Any) -> EmbeddedServer:
-        """Start ``EmbeddedServer(**kwargs)`` (the session's binary unless ``binary=``)."""
+        """Start ``EmbeddedServer(**kwargs)`` (the session's binary unless ``binary=``).
+
+        With ``tls`` the calling test is skipped when the binary was built without TLS.
+        """
         ...
 
 
@@ -97,12 +103,17 @@ def memo_redis_server(memo_redis_binary: str) -> Iterator[EmbeddedServer]:
 @pytest.fixture
 def memo_redis_factory(memo_redis_binary: str) -> Iterator[ServerFactory]:
     """Start extra private servers with ``factory(**kwargs)``; all stop when the test ends."""
+    from memo_redis.servers.binary import find_server_binary, tls_support_problem
     from memo_redis.servers.embedded import EmbeddedServer
 
     started: list[EmbeddedServer] = []
 
     def factory(**kwargs: Any) -> EmbeddedServer:
         kwargs.setdefault("binary", memo_redis_binary)
+        if kwargs.get("tls"):
+            problem = tls_support_problem(find_server_binary(kwargs["binary"]))
+            if problem is not None:
+                pytest.skip(problem)
         server = EmbeddedServer(**kwargs)
         started.append(server)
         return server.start()

