@@ -22,7 +22,16 @@ if __package__ in (None, ""):  # run as a script: make the ``bench`` package imp
 import redis
 
 from bench import contenders as cn
-from bench import invalidation, latency, placement, profile_paths, report, stampede, storage
+from bench import (
+    invalidation,
+    latency,
+    placement,
+    profile_paths,
+    report,
+    stampede,
+    storage,
+    throughput,
+)
 from bench.workload import ROWS, random_text_rows
 from memo_redis.servers import EmbeddedServer
 
@@ -36,8 +45,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="few rounds and iterations: a smoke run of the suite, not a result")
     parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 9)")
-    parser.add_argument("--only", default="latency,profile,storage,stampede,invalidation",
+    parser.add_argument("--only",
+                        default="latency,profile,throughput,storage,stampede,invalidation",
                         help="comma-separated phases to run (default: all)")
+    parser.add_argument("--throughput-duration", type=float, default=None,
+                        help="seconds per contender and mode of the throughput section "
+                             f"(default {throughput.DEFAULT_DURATION:g}; 0.5 with --quick)")
     parser.add_argument("--server-binary", default=None,
                         help="redis-server / valkey-server to run (default: found by memo_redis)")
     parser.add_argument("--output", type=Path, default=None,
@@ -128,6 +141,24 @@ def main(argv: list[str] | None = None) -> int:
                     _say(f"  could not time: {error}")
         admin.flushall()
         placement.apply(placement.unpinned(), server.pid)
+
+        if "throughput" in phases:
+            meter = placement.ForeignLoad(server.pid)
+            duration = opts.throughput_duration or (0.5 if opts.quick else
+                                                    throughput.DEFAULT_DURATION)
+            place = throughput.choose_placement("split")
+            series = throughput.measure(targets["unix"], server.pid, place, duration=duration,
+                                        loop=loop, say=_say)
+            placement.apply(placement.unpinned(), server.pid)
+            phase_load["throughput"] = round(meter.cpus(), 2)
+            result["throughput"] = {"duration_s": duration, "placement": place.describe(),
+                                    "series": [s.as_dict() for s in series]}
+            checks += throughput.checks(series)
+            _say(f"\n== Hit throughput, {duration:g} s per contender: {throughput.THREADS} "
+                 f"threads sharing a client / {throughput.PROCESSES} processes with a client "
+                 f"each ({place.describe()}) ==")
+            _say(throughput.table(series))
+            admin.flushall()
 
         if "storage" in phases:
             records = storage.measure(cn.STORAGE, targets["unix"], admin, ROWS, "sql", loop)
