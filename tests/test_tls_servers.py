@@ -11,8 +11,9 @@ import os
 import ssl
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,7 +21,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from memo_redis.exceptions import ConfigError
-from memo_redis.servers import EmbeddedServer, TLSFiles, generate_tls_files, tls_support_problem
+from memo_redis.servers import (
+    EmbeddedServer,
+    LocalCluster,
+    LocalSentinel,
+    TLSFiles,
+    generate_tls_files,
+    tls_support_problem,
+)
 from memo_redis.testing import ServerFactory
 
 # A refused handshake takes milliseconds; the bound only tells a failure from a hang.
@@ -53,6 +61,12 @@ def _no_retry_client(port: int, **kwargs: object) -> redis.Redis:
         socket_timeout=FAIL_FAST_BOUND / 2,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _wait_replicated(client: redis.Redis) -> int:
+    """Block until one replica of the primary behind ``client`` acknowledges its writes."""
+    execute: Callable[..., Any] = client.execute_command
+    return int(execute("WAIT", 1, 5000))
 
 
 @contextlib.contextmanager
@@ -240,3 +254,63 @@ def test_bad_tls_arguments(tls_binary: str, kwargs: dict[str, object], message: 
     """Inconsistent TLS arguments raise ConfigError before anything starts."""
     with pytest.raises(ConfigError, match=message):
         EmbeddedServer(tls_binary, **kwargs)  # type: ignore[arg-type]
+
+
+# Detection takes 1 s (node timeout / down-after), election and promotion a few more.
+FAILOVER_BOUND = 15.0
+
+
+@pytest.mark.cluster
+def test_cluster_runs_over_mutual_tls(tls_binary: str) -> None:
+    """LocalCluster(tls=True, "yes"): TLS-only nodes serve a certified client and fail over."""
+    with LocalCluster(tls_binary, tls=True, tls_auth_clients="yes") as cluster:
+        files = cluster.tls_files
+        assert files is not None
+        with contextlib.closing(cluster.client()) as client:
+            client.set(b"user:1", b"ada")
+            assert client.get(b"user:1") == b"ada"
+        port = cluster.primary_of(b"user:1")[1]
+        with contextlib.closing(_no_retry_client(port, **files.ssl_kwargs())) as owner:
+            assert _wait_replicated(owner) == 1
+        for refused in (
+            redis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0)),
+            _no_retry_client(port, **files.ssl_kwargs(certificate=False)),
+        ):
+            with _fails_fast(), contextlib.closing(refused):
+                refused.ping()
+        # Replication and the cluster bus run over TLS: the replica takes over.
+        killed = cluster.kill_primary_of(b"user:1")
+        promoted = cluster.wait_for_failover(timeout=FAILOVER_BOUND)
+        assert promoted != killed
+        with contextlib.closing(cluster.client()) as client:
+            assert client.get(b"user:1") == b"ada"
+
+
+@pytest.mark.cluster
+def test_sentinel_topology_runs_over_mutual_tls(tls_binary: str) -> None:
+    """LocalSentinel(tls=True, "yes"): nodes and sentinels speak TLS only and fail over."""
+    with LocalSentinel(tls_binary, tls=True, tls_auth_clients="yes") as topology:
+        files = topology.tls_files
+        assert files is not None
+        primary, replica = topology.data_nodes
+        assert topology.sentinel().discover_master(topology.service) == primary
+        with contextlib.closing(topology.client()) as client:
+            client.set(b"k", b"v")
+            assert _wait_replicated(client) == 1
+        for port in (primary[1], topology.sentinel_addresses[0][1]):
+            anonymous = _no_retry_client(port, **files.ssl_kwargs(certificate=False))
+            with _fails_fast(), contextlib.closing(anonymous):
+                anonymous.ping()
+        # Sentinels watch the nodes and vote over TLS: the replica takes over.
+        assert topology.kill_primary() == primary
+        assert topology.wait_for_failover(timeout=FAILOVER_BOUND) == replica
+        with contextlib.closing(topology.client()) as client:
+            assert client.get(b"k") == b"v"
+
+
+def test_topologies_refuse_a_binary_without_tls(tmp_path: Path) -> None:
+    """LocalCluster and LocalSentinel with tls on a binary without TLS raise ConfigError."""
+    binary = _fake_binary(tmp_path, "Missing implement of connection type tls")
+    for topology in (LocalCluster, LocalSentinel):
+        with pytest.raises(ConfigError, match="built without TLS support"):
+            topology(binary, tls=True)

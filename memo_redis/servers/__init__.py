@@ -13,10 +13,14 @@ one deletes everything it made. The modules, from the bottom up:
 - :mod:`~memo_redis.servers.embedded`: one server, :class:`EmbeddedServer` (plain or TLS-only).
 - :mod:`~memo_redis.servers.env`: :func:`serve_from_env_or_embedded`, for examples.
 - :mod:`~memo_redis.servers.nodes`: what the topologies share (data nodes, admin commands,
-  bounded waits).
+  bounded waits, TLS material).
 - :mod:`~memo_redis.servers.cluster`: :class:`LocalCluster`, a Redis Cluster.
+- :mod:`~memo_redis.servers.sentinel_process`: one Sentinel process.
 - :mod:`~memo_redis.servers.sentinel`: :class:`LocalSentinel`, a primary, a replica and
   sentinels.
+
+Every server and topology can run TLS only (``tls=True``), mutual TLS included
+(``tls_auth_clients="yes"``), when the binary was built with TLS.
 
 ``memo_redis.embedded`` and ``memo_redis.topology`` re-export the same names under their older
 import paths.

@@ -26,6 +26,7 @@ __all__ = [
     "SERVER_ENV",
     "check_binary",
     "find_server_binary",
+    "require_tls",
     "server_version",
     "tls_support_problem",
 ]
@@ -182,3 +183,10 @@ def tls_support_problem(binary: str) -> str | None:
     said = [line.split(" # ")[-1].strip() for line in output.splitlines() if "tls" in line.lower()]
     quoted = " ".join(said[-2:]) or output[-200:]
     return f"{binary} was built without TLS support (it says: {quoted!r})"
+
+
+def require_tls(binary: str, what: str) -> None:
+    """Raise :class:`ConfigError` starting with ``what`` if ``binary`` cannot serve TLS."""
+    problem = tls_support_problem(binary)
+    if problem is not None:
+        raise ConfigError(f"{what}: {problem}")

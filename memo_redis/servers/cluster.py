@@ -39,6 +39,7 @@ from memo_redis.servers.embedded import EmbeddedServer
 from memo_redis.servers.nodes import (
     REPLICA_FLAGS,
     REPLICATION_CONFIG,
+    TopologyTLS,
     check_count,
     check_seconds,
     command,
@@ -51,6 +52,7 @@ from memo_redis.servers.nodes import (
     wait_for,
 )
 from memo_redis.servers.process import HOST, Address, ProcessOwner
+from memo_redis.servers.tls import AuthClients, TLSFiles
 
 __all__ = ["LocalCluster"]
 
@@ -123,6 +125,11 @@ class LocalCluster(ProcessOwner):
             Automatic failover needs a majority of primaries alive, so at least 3.
         replicas_per_primary: replicas attached to each primary.
         startup_timeout: seconds :meth:`start` may take in total.
+        tls: run TLS only: client ports, replication and the cluster bus (``tls-cluster``,
+            ``tls-replication``). ``True`` makes a throw-away CA and certificates at each
+            start (:attr:`tls_files`); or pass :class:`~memo_redis.servers.tls.TLSFiles`.
+        tls_auth_clients: the nodes' ``tls-auth-clients`` (``"no"``, ``"yes"``, ``"optional"``);
+            the nodes present the server certificate to each other.
 
     :meth:`start` launches ``primaries * (1 + replicas_per_primary)`` servers with
     ``--cluster-enabled yes --cluster-node-timeout 1000``, assigns the slots, introduces the
@@ -141,11 +148,14 @@ class LocalCluster(ProcessOwner):
         primaries: int = 3,
         replicas_per_primary: int = 1,
         startup_timeout: float = 30.0,
+        tls: bool | TLSFiles = False,
+        tls_auth_clients: AuthClients = "no",
     ) -> None:
         self._primary_count = check_count("primaries", primaries, 1)
         self._replicas_per_primary = check_count("replicas_per_primary", replicas_per_primary, 0)
         self._startup_timeout = check_seconds("startup_timeout", startup_timeout)
         self._binary = find_server_binary(binary)
+        self._tls = TopologyTLS(self._binary, tls, tls_auth_clients)
         self._servers: list[EmbeddedServer] = []
         self._ids: list[str] = []
         self._killed: set[int] = set()
@@ -186,6 +196,7 @@ class LocalCluster(ProcessOwner):
             self._ids = []
             self._killed = set()
             self._pending = None
+            self._tls.remove()
             atexit.unregister(self._stop_at_exit)
 
     # -- properties ------------------------------------------------------------------------
@@ -204,6 +215,11 @@ class LocalCluster(ProcessOwner):
     def startup_nodes(self) -> str:
         """The nodes as ``"127.0.0.1:port,127.0.0.1:port,..."``, for ``REDIS_CLUSTER_NODES``."""
         return ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+    @property
+    def tls_files(self) -> TLSFiles | None:
+        """The CA and certificates of a TLS cluster (``tls=True``: made at start), else ``None``."""
+        return self._tls.files
 
     def primaries(self) -> list[Address]:
         """The live primaries that own slots now, ordered by their first slot."""
@@ -238,9 +254,10 @@ class LocalCluster(ProcessOwner):
     def client(self, **kwargs: Any) -> RedisCluster:
         """A new ``redis.cluster.RedisCluster`` seeded with the live nodes.
 
-        ``decode_responses=False`` unless given; ``kwargs`` go to ``RedisCluster``.
+        ``decode_responses=False`` unless given (and the TLS options of a TLS cluster);
+        ``kwargs`` go to ``RedisCluster``.
         """
-        options: dict[str, Any] = {"decode_responses": False}
+        options: dict[str, Any] = {"decode_responses": False, **self._tls.client_kwargs()}
         options.update(kwargs)
         node: Callable[..., ClusterNode] = ClusterNode
         seeds = [node(host, port) for host, port in self.nodes if self._alive((host, port))]
@@ -288,7 +305,7 @@ class LocalCluster(ProcessOwner):
                     problem = self._state_problem(address)
                     if problem is not None:
                         return problem
-                    views = _parse_cluster_nodes(command(address, "CLUSTER", "NODES"))
+                    views = _parse_cluster_nodes(self._command(address, "CLUSTER", "NODES"))
                     owner = [view for view in views.values() if view.owns(slot)]
                     if not owner or owner[0].node_id == dead_id:
                         return f"{HOST}:{address[1]} still maps slot {slot} to {dead}"
@@ -296,7 +313,7 @@ class LocalCluster(ProcessOwner):
                 if len(owners) != 1:
                     return f"nodes disagree on the owner of slot {slot}: {sorted(owners)}"
                 (owner_address,) = owners
-                if not is_primary(owner_address):
+                if not is_primary(owner_address, self._tls.files):
                     return f"{owner_address} does not answer ROLE as a primary yet"
                 promoted[:] = [owner_address]
                 return None
@@ -318,25 +335,27 @@ class LocalCluster(ProcessOwner):
     def _start_locked(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
         total = self._primary_count * (1 + self._replicas_per_primary)
+        self._tls.make()
+        config = {**_CLUSTER_CONFIG, **({"tls-cluster": "yes"} if self._tls.enabled else {})}
         for _ in range(total):
             remaining = max(deadline - time.monotonic(), 0.1)
-            self._servers.append(start_node(self._binary, _CLUSTER_CONFIG, remaining))
+            self._servers.append(start_node(self._binary, config, remaining, self._tls))
         addresses = self.nodes
-        self._ids = [str(command(address, "CLUSTER", "MYID")) for address in addresses]
+        self._ids = [str(self._command(address, "CLUSTER", "MYID")) for address in addresses]
         primaries = addresses[: self._primary_count]
         for index, address in enumerate(primaries):
             low = index * _SLOT_COUNT // self._primary_count
             high = (index + 1) * _SLOT_COUNT // self._primary_count - 1
-            command(address, "CLUSTER", "ADDSLOTSRANGE", low, high)
+            self._command(address, "CLUSTER", "ADDSLOTSRANGE", low, high)
             # Distinct epochs up front, as redis-cli does, skip the epoch collision dance.
-            command(address, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+            self._command(address, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
         for server in self._servers[1:]:
             bus_port = self._bus_port(server)
-            command(addresses[0], "CLUSTER", "MEET", HOST, node_port(server), bus_port)
+            self._command(addresses[0], "CLUSTER", "MEET", HOST, node_port(server), bus_port)
         self._wait_startup(self._all_known, deadline, "all nodes knowing each other")
         for index, address in enumerate(addresses[self._primary_count :]):
             primary = index // self._replicas_per_primary
-            command(address, "CLUSTER", "REPLICATE", self._ids[primary])
+            self._command(address, "CLUSTER", "REPLICATE", self._ids[primary])
         self._wait_startup(self._formed, deadline, "cluster_state:ok with replicas in sync")
 
     def _wait_startup(self, check: Callable[[], str | None], deadline: float, what: str) -> None:
@@ -352,7 +371,7 @@ class LocalCluster(ProcessOwner):
         self._check_processes()
         expected = set(self._ids)
         for address in self.nodes:
-            views = _parse_cluster_nodes(command(address, "CLUSTER", "NODES"))
+            views = _parse_cluster_nodes(self._command(address, "CLUSTER", "NODES"))
             if set(views) != expected:
                 return f"{HOST}:{address[1]} knows {len(views)} of {len(expected)} nodes"
             pending = [view.address for view in views.values() if view.failed]
@@ -370,19 +389,19 @@ class LocalCluster(ProcessOwner):
             problem = self._state_problem(address)
             if problem is not None:
                 return problem
-            views = _parse_cluster_nodes(command(address, "CLUSTER", "NODES"))
+            views = _parse_cluster_nodes(self._command(address, "CLUSTER", "NODES"))
             for node_id, master_id in expected_master.items():
                 view = views.get(node_id)
                 if view is None or view.master_id != master_id:
                     return f"{HOST}:{address[1]} does not see {node_id} as a replica yet"
         for address in self.nodes[self._primary_count :]:
-            problem = replication_problem(address)
+            problem = replication_problem(address, self._tls.files)
             if problem is not None:
                 return problem
         return None
 
     def _state_problem(self, address: Address) -> str | None:
-        info = info_fields(command(address, "CLUSTER", "INFO"))
+        info = info_fields(self._command(address, "CLUSTER", "INFO"))
         state = info.get("cluster_state")
         if state != "ok":
             return f"{HOST}:{address[1]} reports cluster_state:{state}"
@@ -392,7 +411,7 @@ class LocalCluster(ProcessOwner):
         errors: list[str] = []
         for address in self._live_nodes():
             try:
-                return _parse_cluster_nodes(command(address, "CLUSTER", "NODES"))
+                return _parse_cluster_nodes(self._command(address, "CLUSTER", "NODES"))
             except (redis.RedisError, OSError) as exc:
                 errors.append(f"{address}: {exc}")
         raise RuntimeError(f"no live cluster node answered CLUSTER NODES: {errors or 'none'}")
@@ -434,8 +453,11 @@ class LocalCluster(ProcessOwner):
             parts.append(node_log(label, server))
         return "\n".join(parts)
 
+    def _command(self, address: Address, *args: Any) -> Any:
+        return command(address, *args, tls=self._tls.files)
+
     def _bus_port(self, server: EmbeddedServer) -> int:
-        return int(command((HOST, node_port(server)), "CONFIG", "GET", "cluster-port")[1])
+        return int(self._command((HOST, node_port(server)), "CONFIG", "GET", "cluster-port")[1])
 
 
 def _encode(key: str | bytes) -> bytes:

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from memo_redis.exceptions import ConfigError
-from memo_redis.servers.binary import find_server_binary, server_version, tls_support_problem
+from memo_redis.servers.binary import find_server_binary, require_tls, server_version
 from memo_redis.servers.process import (
     ProcessOwner,
     answers_ping,
@@ -139,9 +139,7 @@ class EmbeddedServer(ProcessOwner):
         self._config = _check_config(config, tls=tls is not False)
         self._binary = find_server_binary(binary)
         if tls is not False:
-            problem = tls_support_problem(self._binary)
-            if problem is not None:
-                raise ConfigError(f"tls={tls!r}: {problem}")
+            require_tls(self._binary, f"tls={tls!r}")
         if tls is True:
             require_cryptography("tls=True (certificates made for the server)")
         self._tcp = tcp or tls is not False

@@ -2,11 +2,15 @@
 
 Starting a data node on a free port (:func:`start_node`), one-shot admin commands on a fresh
 connection (:func:`command`), reading replies (:func:`info_fields`, :func:`is_primary`,
-:func:`replication_problem`), bounded polling (:func:`wait_for`) and argument checks.
+:func:`replication_problem`), bounded polling (:func:`wait_for`), argument checks, and the TLS
+material of a topology (:class:`TopologyTLS`). With TLS, every admin connection presents the
+client certificate, so it passes whatever ``tls-auth-clients`` says.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,14 +18,23 @@ from typing import Any
 import redis
 
 from memo_redis.exceptions import ConfigError
+from memo_redis.servers.binary import require_tls
 from memo_redis.servers.embedded import EmbeddedServer
 from memo_redis.servers.process import HOST, Address, pick_free_port
+from memo_redis.servers.tls import (
+    AuthClients,
+    TLSFiles,
+    check_auth_clients,
+    generate_tls_files,
+    require_cryptography,
+)
 
 __all__ = [
     "LOG_LINES",
     "MASTER_ROLES",
     "REPLICATION_CONFIG",
     "REPLICA_FLAGS",
+    "TopologyTLS",
     "check_count",
     "check_seconds",
     "command",
@@ -64,14 +77,72 @@ def check_seconds(name: str, value: object) -> float:
     return float(value)
 
 
-def command(address: Address, *args: Any) -> Any:
+class TopologyTLS:
+    """The TLS material of a topology: given files, or throw-away ones made per start.
+
+    Args:
+        binary: the server binary, which must have been built with TLS when ``tls`` is set.
+        tls: ``False`` (plain TCP), ``True`` (:meth:`make` writes new files into a temporary
+            directory that :meth:`remove` deletes) or :class:`TLSFiles` to use as they are.
+        auth_clients: the nodes' ``tls-auth-clients``.
+
+    Raises:
+        ConfigError: a bad argument, a binary without TLS, or ``tls=True`` without the
+            ``cryptography`` package.
+    """
+
+    def __init__(self, binary: str, tls: bool | TLSFiles, auth_clients: AuthClients) -> None:
+        if not isinstance(tls, (bool, TLSFiles)):
+            raise ConfigError(f"tls={tls!r}: expected a bool or TLSFiles")
+        if check_auth_clients(auth_clients) != "no" and tls is False:
+            raise ConfigError(f"tls_auth_clients={auth_clients!r} needs tls")
+        if tls is not False:
+            require_tls(binary, f"tls={tls!r}")
+        if tls is True:
+            require_cryptography("tls=True (certificates made for the topology)")
+        self.enabled = tls is not False
+        """Whether the topology serves TLS only."""
+        self.auth_clients: AuthClients = auth_clients
+        """The nodes' ``tls-auth-clients``."""
+        self._given = tls if isinstance(tls, TLSFiles) else None
+        self._made: str | None = None
+        self.files: TLSFiles | None = self._given
+        """The files in use: given, made by :meth:`make`, or ``None``."""
+
+    def make(self) -> None:
+        """With ``tls=True``, write a new CA and certificates into a new temporary directory."""
+        if self.enabled and self._given is None:
+            self.remove()
+            self._made = tempfile.mkdtemp(prefix="memo-redis-tls-")
+            self.files = generate_tls_files(self._made)
+
+    def remove(self) -> None:
+        """Delete the files :meth:`make` wrote (given files are left alone)."""
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+            self._made = None
+            self.files = self._given
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """redis-py arguments for a client of the topology: ``ssl=True`` and the ``ssl_*``."""
+        if self.files is None:
+            return {}
+        return {"ssl": True, **self.files.ssl_kwargs()}
+
+
+def command(address: Address, *args: Any, tls: TLSFiles | None = None) -> Any:
     """Run one command on a fresh connection and return the server's raw reply.
 
     A bare connection skips redis-py's reply parsers, which differ between commands and
-    versions (``CONFIG GET`` becomes a dict, ``CLUSTER NODES`` stays a string).
+    versions (``CONFIG GET`` becomes a dict, ``CLUSTER NODES`` stays a string). With ``tls``
+    the connection is TLS, trusting its CA and presenting its client certificate.
     """
     # RESP2 pinned: the flat replies parsed below are the same on every server version.
+    options: dict[str, Any] = {}
     connect: Callable[..., redis.Connection] = redis.Connection
+    if tls is not None:
+        connect = redis.SSLConnection
+        options = tls.ssl_kwargs()
     connection = connect(
         host=address[0],
         port=address[1],
@@ -79,6 +150,7 @@ def command(address: Address, *args: Any) -> Any:
         decode_responses=True,
         socket_timeout=_ADMIN_TIMEOUT,
         socket_connect_timeout=_ADMIN_TIMEOUT,
+        **options,
     )
     try:
         send: Callable[..., None] = connection.send_command
@@ -99,15 +171,15 @@ def info_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def is_primary(address: Address) -> bool:
+def is_primary(address: Address, tls: TLSFiles | None = None) -> bool:
     """Whether the server at ``address`` answers ``ROLE`` as a primary."""
-    role = command(address, "ROLE")
+    role = command(address, "ROLE", tls=tls)
     return bool(role) and str(role[0]) in MASTER_ROLES
 
 
-def replication_problem(address: Address) -> str | None:
+def replication_problem(address: Address, tls: TLSFiles | None = None) -> str | None:
     """Why the replica at ``address`` is not yet in sync with its primary, or ``None``."""
-    info = info_fields(command(address, "INFO", "replication"))
+    info = info_fields(command(address, "INFO", "replication", tls=tls))
     if info.get("role") in MASTER_ROLES:
         return f"{HOST}:{address[1]} is not a replica yet"
     if info.get("master_link_status") != "up":
@@ -153,11 +225,18 @@ def wait_for(
         delay = min(delay * 2, 0.1)
 
 
-def start_node(binary: str, config: dict[str, str], timeout: float) -> EmbeddedServer:
+def start_node(
+    binary: str, config: dict[str, str], timeout: float, tls: TopologyTLS | None = None
+) -> EmbeddedServer:
     """Start an EmbeddedServer on a free port, retrying when another process takes a port.
 
-    With ``cluster-enabled`` in ``config`` the cluster bus gets a free port of its own.
+    With ``cluster-enabled`` in ``config`` the cluster bus gets a free port of its own. With
+    ``tls`` enabled the port serves TLS only and replication runs over TLS.
     """
+    tls_options: dict[str, Any] = {}
+    if tls is not None and tls.files is not None:
+        config = {**config, "tls-replication": "yes"}
+        tls_options = {"tls": tls.files, "tls_auth_clients": tls.auth_clients}
     for attempt in range(1, _PORT_ATTEMPTS + 1):
         options = dict(config)
         port = pick_free_port()
@@ -168,7 +247,7 @@ def start_node(binary: str, config: dict[str, str], timeout: float) -> EmbeddedS
                 bus = pick_free_port()
             options["cluster-port"] = str(bus)
         server = EmbeddedServer(
-            binary, tcp=True, port=port, config=options, startup_timeout=timeout
+            binary, tcp=True, port=port, config=options, startup_timeout=timeout, **tls_options
         )
         try:
             return server.start()

@@ -22,14 +22,10 @@ them.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -39,9 +35,9 @@ from memo_redis.exceptions import ConfigError
 from memo_redis.servers.binary import find_server_binary
 from memo_redis.servers.embedded import EmbeddedServer
 from memo_redis.servers.nodes import (
-    LOG_LINES,
     REPLICA_FLAGS,
     REPLICATION_CONFIG,
+    TopologyTLS,
     check_count,
     check_seconds,
     command,
@@ -52,114 +48,14 @@ from memo_redis.servers.nodes import (
     start_node,
     wait_for,
 )
-from memo_redis.servers.process import (
-    HOST,
-    Address,
-    ProcessOwner,
-    pick_free_port,
-    read_log_tail,
-    spawn,
-    tcp_answers_ping,
-)
+from memo_redis.servers.process import HOST, Address, ProcessOwner
+from memo_redis.servers.sentinel_process import SentinelProcess
+from memo_redis.servers.tls import AuthClients, TLSFiles
 
 __all__ = ["LocalSentinel"]
 
 _DOWN_AFTER_MS = 1000
 _SENTINEL_FAILOVER_TIMEOUT_MS = 5000
-_PORT_ATTEMPTS = 3
-
-
-class _SentinelProcess:
-    """One ``<binary> sentinel.conf --sentinel`` child in a temporary directory of its own."""
-
-    def __init__(self, binary: str, config_lines: Sequence[str]) -> None:
-        self._binary = binary
-        self._config_lines = list(config_lines)
-        self._dir: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def address(self) -> Address:
-        return (HOST, self.port)
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self, timeout: float) -> None:
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            try:
-                self._launch()
-                self._wait_ready(timeout)
-                return
-            except RuntimeError as exc:
-                # The message already carries the log tail.
-                self.stop()
-                if attempt == _PORT_ATTEMPTS or "already in use" not in str(exc):
-                    raise
-
-    def _launch(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="memo-redis-sentinel-")
-        self.port = pick_free_port()
-        config = os.path.join(self._dir, "sentinel.conf")
-        log_path = os.path.join(self._dir, "sentinel.log")
-        lines = [
-            f"port {self.port}",
-            f"bind {HOST}",
-            "daemonize no",
-            f'dir "{self._dir}"',
-            f'logfile "{log_path}"',
-            *self._config_lines,
-        ]
-        with open(config, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        self._process = spawn(
-            [self._binary, config, "--sentinel"], cwd=self._dir, log_path=log_path
-        )
-
-    def _wait_ready(self, timeout: float) -> None:
-        process = self._process
-        assert process is not None
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            code = process.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"sentinel on port {self.port} exited with code {code} during startup; "
-                    f"log:\n{self.log_tail()}"
-                )
-            if tcp_answers_ping(self.port):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(
-                    f"sentinel on port {self.port} did not answer PING within {timeout:g} s; "
-                    f"log:\n{self.log_tail()}"
-                )
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=min(delay, remaining))
-            delay = min(delay * 2, 0.1)
-
-    def kill(self) -> None:
-        process = self._process
-        if process is not None:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-
-    def stop(self) -> None:
-        self.kill()
-        self._process = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def log_tail(self, lines: int = LOG_LINES) -> str:
-        if self._dir is None:
-            return "(no log)"
-        return read_log_tail(os.path.join(self._dir, "sentinel.log"), lines)
 
 
 def _pairs(reply: Iterable[Any]) -> dict[str, str]:
@@ -178,6 +74,12 @@ class LocalSentinel(ProcessOwner):
         service: the monitored service name (``REDIS_SENTINEL_SERVICE``).
         sentinels: number of sentinels; the quorum is a majority of them.
         startup_timeout: seconds :meth:`start` may take in total.
+        tls: run TLS only: data nodes, replication (``tls-replication``) and the sentinels,
+            which also talk TLS to the nodes and to each other. ``True`` makes a throw-away CA
+            and certificates at each start (:attr:`tls_files`); or pass
+            :class:`~memo_redis.servers.tls.TLSFiles`.
+        tls_auth_clients: ``tls-auth-clients`` of the nodes and sentinels (``"no"``, ``"yes"``,
+            ``"optional"``); they present the server certificate to each other.
 
     :meth:`start` returns once the replica is in sync and every sentinel knows the primary,
     the replica and all other sentinels (about 2 s: sentinels discover each other through
@@ -194,6 +96,8 @@ class LocalSentinel(ProcessOwner):
         service: str = "mymaster",
         sentinels: int = 3,
         startup_timeout: float = 30.0,
+        tls: bool | TLSFiles = False,
+        tls_auth_clients: AuthClients = "no",
     ) -> None:
         if not isinstance(service, str) or not service or not service.isprintable():
             raise ConfigError(f"service={service!r}: expected a non-empty name")
@@ -203,8 +107,9 @@ class LocalSentinel(ProcessOwner):
         self._sentinel_count = check_count("sentinels", sentinels, 1)
         self._startup_timeout = check_seconds("startup_timeout", startup_timeout)
         self._binary = find_server_binary(binary)
+        self._tls = TopologyTLS(self._binary, tls, tls_auth_clients)
         self._servers: list[EmbeddedServer] = []
-        self._sentinels: list[_SentinelProcess] = []
+        self._sentinels: list[SentinelProcess] = []
         self._killed: Address | None = None
         self._lock = threading.RLock()
 
@@ -242,6 +147,7 @@ class LocalSentinel(ProcessOwner):
             self._sentinels = []
             self._servers = []
             self._killed = None
+            self._tls.remove()
             atexit.unregister(self._stop_at_exit)
 
     # -- properties ------------------------------------------------------------------------
@@ -277,7 +183,7 @@ class LocalSentinel(ProcessOwner):
         errors: list[str] = []
         for address in self.sentinel_addresses:
             try:
-                reply = command(address, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._service)
+                reply = self._command(address, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._service)
             except (redis.RedisError, OSError) as exc:
                 errors.append(f"{address}: {exc}")
                 continue
@@ -286,10 +192,22 @@ class LocalSentinel(ProcessOwner):
             errors.append(f"{address}: does not know {self._service!r}")
         raise RuntimeError(f"no sentinel reported the primary: {errors}")
 
+    @property
+    def tls_files(self) -> TLSFiles | None:
+        """The CA and certificates of a TLS topology (``tls=True``: made at start), or ``None``."""
+        return self._tls.files
+
     def sentinel(self, **kwargs: Any) -> Sentinel:
-        """A new ``redis.sentinel.Sentinel`` on the sentinels; ``kwargs`` go to its connections."""
+        """A new ``redis.sentinel.Sentinel`` on the sentinels; ``kwargs`` go to its connections.
+
+        A TLS topology's options go to the connections to the nodes and to the sentinels
+        (``sentinel_kwargs``) unless given.
+        """
+        secure = self._tls.client_kwargs()
+        options: dict[str, Any] = {**secure, "sentinel_kwargs": secure} if secure else {}
+        options.update(kwargs)
         sentinel: Callable[..., Sentinel] = Sentinel
-        return sentinel(self.sentinel_addresses, **kwargs)
+        return sentinel(self.sentinel_addresses, **options)
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A ``redis.Redis`` on the current primary via ``Sentinel.master_for(service)``."""
@@ -331,7 +249,7 @@ class LocalSentinel(ProcessOwner):
                 self._check_processes()
                 reported: set[Address] = set()
                 for address in self.sentinel_addresses:
-                    state = _pairs(command(address, "SENTINEL", "MASTER", self._service))
+                    state = _pairs(self._command(address, "SENTINEL", "MASTER", self._service))
                     current = (state.get("ip", "?"), int(state.get("port", "0")))
                     if current == killed:
                         return f"sentinel {HOST}:{address[1]} still reports {killed}"
@@ -341,7 +259,7 @@ class LocalSentinel(ProcessOwner):
                 if len(reported) != 1:
                     return f"sentinels disagree on the primary: {sorted(reported)}"
                 (primary,) = reported
-                if not is_primary(primary):
+                if not is_primary(primary, self._tls.files):
                     return f"{primary} does not answer ROLE as a primary yet"
                 promoted[:] = [primary]
                 return None
@@ -366,12 +284,13 @@ class LocalSentinel(ProcessOwner):
         def remaining() -> float:
             return max(deadline - time.monotonic(), 0.1)
 
-        primary = start_node(self._binary, REPLICATION_CONFIG, remaining())
+        self._tls.make()
+        primary = start_node(self._binary, REPLICATION_CONFIG, remaining(), self._tls)
         self._servers.append(primary)
-        replica = start_node(self._binary, REPLICATION_CONFIG, remaining())
+        replica = start_node(self._binary, REPLICATION_CONFIG, remaining(), self._tls)
         self._servers.append(replica)
         primary_address, replica_address = self.data_nodes
-        command(replica_address, "REPLICAOF", HOST, primary_address[1])
+        self._command(replica_address, "REPLICAOF", HOST, primary_address[1])
         # Attached before the sentinels start, the replica is in their first INFO of the
         # primary; discovered later, it would wait for the next INFO, 10 s on.
         wait_for(
@@ -389,7 +308,7 @@ class LocalSentinel(ProcessOwner):
             f"sentinel failover-timeout {self._service} {_SENTINEL_FAILOVER_TIMEOUT_MS}",
         ]
         for _ in range(self._sentinel_count):
-            sentinel = _SentinelProcess(self._binary, config)
+            sentinel = SentinelProcess(self._binary, config, self._tls)
             self._sentinels.append(sentinel)
             sentinel.start(remaining())
         wait_for(
@@ -402,13 +321,13 @@ class LocalSentinel(ProcessOwner):
 
     def _replication_ready(self, replica: Address) -> str | None:
         self._check_processes()
-        return replication_problem(replica)
+        return replication_problem(replica, self._tls.files)
 
     def _sentinels_ready(self) -> str | None:
         self._check_processes()
         primary, replica = self.data_nodes
         for address in self.sentinel_addresses:
-            state = _pairs(command(address, "SENTINEL", "MASTER", self._service))
+            state = _pairs(self._command(address, "SENTINEL", "MASTER", self._service))
             label = f"sentinel {HOST}:{address[1]}"
             if (state.get("ip"), state.get("port")) != (primary[0], str(primary[1])):
                 return f"{label} monitors {state.get('ip')}:{state.get('port')}"
@@ -418,7 +337,8 @@ class LocalSentinel(ProcessOwner):
             if others != self._sentinel_count - 1:
                 return f"{label} knows {others} of {self._sentinel_count - 1} other sentinels"
             replicas = [
-                _pairs(item) for item in command(address, "SENTINEL", "REPLICAS", self._service)
+                _pairs(item)
+                for item in self._command(address, "SENTINEL", "REPLICAS", self._service)
             ]
             ready = [
                 item
@@ -430,6 +350,9 @@ class LocalSentinel(ProcessOwner):
             if not ready:
                 return f"{label} does not see the replica {replica} in sync yet"
         return None
+
+    def _command(self, address: Address, *args: Any) -> Any:
+        return command(address, *args, tls=self._tls.files)
 
     def _check_started(self) -> None:
         if not self._servers:
