@@ -9,12 +9,8 @@ ephemeral TCP port of ``127.0.0.1``. Persistence is off, so nothing outlives :me
         print(server.url)      # unix:///tmp/memo-redis-k2j4x9/redis.sock
         print(server.tcp_url)  # redis://127.0.0.1:41873/0
 
-With ``tls=True`` the TCP port speaks TLS only (``--port 0 --tls-port N``), with a throw-away
-CA and certificates made for the server (see :mod:`memo_redis.servers.tls`)::
-
-    with EmbeddedServer(tls=True, tls_auth_clients="yes") as server:
-        client = server.tls_client()     # trusts the CA, presents the client certificate
-        print(server.tls_url)            # rediss://127.0.0.1:41873/0
+With ``tls=True`` the TCP port speaks TLS only (``--port 0 --tls-port N``) with throw-away
+certificates (:mod:`memo_redis.servers.tls`); ``tls_url`` and ``tls_client()`` reach it.
 
 redis-py and :mod:`memo_redis.config` are imported when :meth:`EmbeddedServer.client` and
 :meth:`EmbeddedServer.args` are called.
@@ -286,7 +282,10 @@ class EmbeddedServer(ProcessOwner):
 
     @property
     def tls_files(self) -> TLSFiles | None:
-        """The CA and certificates of a TLS server (``tls=True``: made at start), else ``None``."""
+        """The CA and certificates of a TLS server, else ``None``.
+
+        With ``tls=True`` they are made at each fresh start and deleted by :meth:`stop`.
+        """
         return self._tls_files
 
     @property
@@ -456,6 +455,8 @@ class EmbeddedServer(ProcessOwner):
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+            if self._generate_tls:  # they were in the directory
+                self._tls_files = None
         if self._atexit_registered:
             atexit.unregister(self._stop_at_exit)
             self._atexit_registered = False
