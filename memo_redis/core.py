@@ -461,9 +461,9 @@ class RedisCaching:
         if env is None:
             # Plain JSON text: the seed deployment's format (no stamp, no fingerprint).
             try:
-                return self.serializer.decode_plain_json(raw), None
-            except (DecodeError, ValueError, UnicodeDecodeError):
-                self._warn_key(key, "is neither memo_redis data nor JSON text")
+                return self.serializer.decode_plain_json(raw, max_size=self.max_value_size), None
+            except DecodeError as exc:
+                self._warn_key(key, f"is neither memo_redis data nor readable JSON text ({exc})")
                 return MISS, None
         if None in generations:
             return MISS, None
@@ -472,7 +472,7 @@ class RedisCaching:
         if fingerprint is not None and env.fingerprint != fingerprint:
             return MISS, None
         try:
-            return self.serializer.decode(env.flags, env.body), env
+            return self.serializer.decode(env.flags, env.body, max_size=self.max_value_size), env
         except DecodeError as exc:
             self._warn_key(key, f"could not be decoded ({exc})")
             return MISS, None
@@ -503,7 +503,9 @@ class RedisCaching:
         if plain:
             flags, body = 0, serializer.encode_plain_json(value)
         else:
-            flags, body = serializer.encode(value)
+            # Over max_value_size the payload comes back uncompressed: readers refuse to inflate
+            # more than that, so it is refused here too.
+            flags, body = serializer.encode(value, max_size=self.max_value_size)
         if self.max_value_size is not None and len(body) > self.max_value_size:
             self._warn_once(
                 "too-large",

@@ -35,6 +35,12 @@ STAMP_SIZE = 16
 FINGERPRINT_SIZE = 16
 _EARLY = struct.Struct(">QI")
 _HEADER = 2 + STAMP_SIZE
+_OPTIONAL_SIZE = {
+    0: 0,
+    FLAG_FINGERPRINT: FINGERPRINT_SIZE,
+    FLAG_EARLY: _EARLY.size,
+    FLAG_FINGERPRINT | FLAG_EARLY: FINGERPRINT_SIZE + _EARLY.size,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +88,16 @@ def pack_tail(
 
 
 def unpack(raw: bytes) -> Envelope | None:
-    """Decode an envelope; ``None`` when ``raw`` is not one (a plain seed-format value)."""
+    """Decode an envelope; ``None`` when ``raw`` is not one (a plain seed-format value).
+
+    A value that starts with ``0xC1`` but is shorter than the fields its flags announce
+    (truncated or foreign bytes) is not an envelope either: ``None``, never an exception.
+    """
     if not raw or raw[0] != MAGIC or len(raw) < _HEADER:
         return None
     flags = raw[1]
+    if len(raw) < _HEADER + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
+        return None
     pos = _HEADER
     fingerprint = None
     expires_ms = delta_ms = 0

@@ -76,8 +76,10 @@ from typing import Any
 import msgpack
 
 from memo_redis.exceptions import ConfigError
+from memo_redis.serialization import MAX_DEPTH
 
 __all__ = [
+    "MAX_DEPTH",
     "ArgumentBinder",
     "KeyTemplate",
     "build_cache_key",
@@ -221,14 +223,74 @@ def _unsupported(value: object, param: str) -> TypeError:
     )
 
 
-def _encode_list(value: Iterable[object], param: str) -> list[object]:
-    return [v if type(v) in _NATIVE else canonical_encode(v, param) for v in value]
+class _TooDeep(Exception):
+    """Raised where a container is nested more than MAX_DEPTH levels deep; the entry point turns
+    it into a TypeError naming the parameter (and whether the value contains itself)."""
 
 
-def _encode_tuple(value: tuple[object, ...], param: str) -> object:
+def _children(node: object) -> list[object]:
+    """What the canonical encoding descends into (for the recursion check of an error path)."""
+    if isinstance(node, (str, bytes, bytearray, int, float, enum.Enum)) or node is None:
+        return []
+    if isinstance(node, dict):
+        return [*node.keys(), *node.values()]
+    if isinstance(node, (list, tuple, set, frozenset)):
+        return list(node)
+    hook = getattr(type(node), "__cache_key__", None)
+    if hook is not None:
+        try:
+            return [hook(node)]
+        except Exception:
+            return []
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return [getattr(node, field.name) for field in dataclasses.fields(node)]
+    return []
+
+
+def _contains_itself(value: object) -> bool:
+    """True if ``value`` reaches itself (or one of its parts reaches itself) within the limit."""
+    ancestors: set[int] = set()
+    explored: set[int] = set()
+
+    def visit(node: object, depth: int) -> bool:
+        key = id(node)
+        if key in ancestors:
+            return True
+        if key in explored or depth > MAX_DEPTH + 1:
+            return False
+        explored.add(key)
+        ancestors.add(key)
+        found = any(visit(child, depth + 1) for child in _children(node))
+        ancestors.discard(key)
+        return found
+
+    return visit(value, 0)
+
+
+def _too_deep(value: object, param: str) -> TypeError:
+    if _contains_itself(value):
+        problem = "contains itself (a recursive structure)"
+    else:
+        problem = f"is nested deeper than {MAX_DEPTH} levels (memo_redis.keys.MAX_DEPTH)"
+    return TypeError(
+        f"cannot derive a cache key from parameter {param!r}: the value {problem}; ignore it "
+        f"(ignore=({param!r},)), give it a __cache_key__() method, or pass key="
+    )
+
+
+def _encode_list(value: Iterable[object], param: str, depth: int) -> list[object]:
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
+    inner = depth + 1
+    return [v if type(v) in _NATIVE else _encode(v, param, inner) for v in value]
+
+
+def _encode_tuple(value: tuple[object, ...], param: str, depth: int) -> object:
     if not value:
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
         return _EMPTY_TUPLE
-    return (_TUPLE, *_encode_list(value, param))
+    return (_TUPLE, *_encode_list(value, param, depth))
 
 
 def _encode_big_int(value: int) -> object:
@@ -236,37 +298,46 @@ def _encode_big_int(value: int) -> object:
     return msgpack.ExtType(_BIG_INT_CODE, value.to_bytes(length, "big", signed=True))
 
 
-def _encode_int(value: int, param: str) -> object:
+def _encode_int(value: int, param: str, depth: int) -> object:
     return value if _INT_MIN <= value <= _INT_MAX else _encode_big_int(value)
 
 
-def _encode_dict(value: Mapping[object, object], param: str) -> object:
+def _encode_dict(value: Mapping[object, object], param: str, depth: int) -> object:
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
     if not value:
         return _EMPTY_DICT
+    inner = depth + 1
     entries = sorted(
-        (_pack(canonical_encode(k, param)), _pack(canonical_encode(v, param)))
+        (_pack(_encode(k, param, inner)), _pack(_encode(v, param, inner)))
         for k, v in value.items()
     )
     return msgpack.ExtType(_DICT_CODE, b"".join([part for entry in entries for part in entry]))
 
 
-def _encode_set(value: Collection[object], param: str) -> object:
+def _encode_set(value: Collection[object], param: str, depth: int) -> object:
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
     if not value:
         return _EMPTY_SET
+    inner = depth + 1
     return msgpack.ExtType(
-        _SET_CODE, b"".join(sorted([_pack(canonical_encode(v, param)) for v in value]))
+        _SET_CODE, b"".join(sorted([_pack(_encode(v, param, inner)) for v in value]))
     )
 
 
-def _encode_frozenset(value: Collection[object], param: str) -> object:
+def _encode_frozenset(value: Collection[object], param: str, depth: int) -> object:
+    if depth >= MAX_DEPTH:
+        raise _TooDeep
     if not value:
         return _EMPTY_FROZENSET
+    inner = depth + 1
     return msgpack.ExtType(
-        _FROZENSET_CODE, b"".join(sorted([_pack(canonical_encode(v, param)) for v in value]))
+        _FROZENSET_CODE, b"".join(sorted([_pack(_encode(v, param, inner)) for v in value]))
     )
 
 
-def _encode_bytearray(value: bytearray, param: str) -> object:
+def _encode_bytearray(value: bytearray, param: str, depth: int) -> object:
     return msgpack.ExtType(_BYTEARRAY_CODE, bytes(value))
 
 
@@ -290,7 +361,7 @@ def _zone(value: dt.datetime | dt.time) -> tuple[object, ...]:
     )
 
 
-def _encode_datetime(value: dt.datetime, param: str) -> object:
+def _encode_datetime(value: dt.datetime, param: str, depth: int) -> object:
     fields = (
         value.year,
         value.month,
@@ -306,30 +377,30 @@ def _encode_datetime(value: dt.datetime, param: str) -> object:
     return (_AWARE_DATETIME, *fields, *_zone(value))
 
 
-def _encode_date(value: dt.date, param: str) -> object:
+def _encode_date(value: dt.date, param: str, depth: int) -> object:
     return (_DATE, value.year, value.month, value.day)
 
 
-def _encode_time(value: dt.time, param: str) -> object:
+def _encode_time(value: dt.time, param: str, depth: int) -> object:
     fields = (value.hour, value.minute, value.second, value.microsecond, value.fold)
     if value.tzinfo is None:
         return (_TIME, *fields)
     return (_AWARE_TIME, *fields, *_zone(value))
 
 
-def _encode_timedelta(value: dt.timedelta, param: str) -> object:
+def _encode_timedelta(value: dt.timedelta, param: str, depth: int) -> object:
     return (_TIMEDELTA, value.days, value.seconds, value.microseconds)
 
 
-def _encode_decimal(value: decimal.Decimal, param: str) -> object:
+def _encode_decimal(value: decimal.Decimal, param: str, depth: int) -> object:
     return (_DECIMAL, decimal.Decimal.__str__(value))
 
 
-def _encode_uuid(value: uuid.UUID, param: str) -> object:
+def _encode_uuid(value: uuid.UUID, param: str, depth: int) -> object:
     return msgpack.ExtType(_UUID_CODE, value.bytes)
 
 
-_EXACT: dict[type, Callable[[Any, str], object]] = {
+_EXACT: dict[type, Callable[[Any, str, int], object]] = {
     int: _encode_int,
     tuple: _encode_tuple,
     dict: _encode_dict,
@@ -345,7 +416,7 @@ _EXACT: dict[type, Callable[[Any, str], object]] = {
 }
 
 # Subclasses, in the order they must be tested (datetime before its base class date).
-_SUBCLASS_ORDER: tuple[tuple[type, Callable[[Any, str], object]], ...] = (
+_SUBCLASS_ORDER: tuple[tuple[type, Callable[[Any, str, int], object]], ...] = (
     (dict, _encode_dict),
     (set, _encode_set),
     (frozenset, _encode_frozenset),
@@ -359,7 +430,7 @@ _SUBCLASS_ORDER: tuple[tuple[type, Callable[[Any, str], object]], ...] = (
 )
 
 
-def _encode_other(value: object, param: str) -> object:
+def _encode_other(value: object, param: str, depth: int) -> object:
     cls = type(value)
     if isinstance(value, enum.Enum):
         return (_ENUM, _type_id(cls), value.name)
@@ -371,50 +442,64 @@ def _encode_other(value: object, param: str) -> object:
                 f"{_type_id(cls)}.__cache_key__() returned the object itself "
                 f"(parameter {param!r}); return plain data such as a str or a tuple"
             )
-        return (_CACHE_KEY, _type_id(cls), canonical_encode(result, param))
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
+        return (_CACHE_KEY, _type_id(cls), _encode(result, param, depth + 1))
     # Subclasses of builtins compare equal to their base values, so they share its encoding.
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
-        return _encode_int(int.__int__(value), param)
+        return _encode_int(int.__int__(value), param, depth)
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, bytes):
         return b"".join((value,))
     if isinstance(value, list):
-        return _encode_list(value, param)
+        return _encode_list(value, param, depth)
     if isinstance(value, tuple):
-        return _encode_tuple(value, param)
+        return _encode_tuple(value, param, depth)
     for base, encoder in _SUBCLASS_ORDER:
         if isinstance(value, base):
-            return encoder(value, param)
+            return encoder(value, param, depth)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if depth >= MAX_DEPTH:
+            raise _TooDeep
         out: list[object] = [_DATACLASS, _type_id(cls)]
         for field in dataclasses.fields(value):
             out.append(field.name)
-            out.append(canonical_encode(getattr(value, field.name), param))
+            out.append(_encode(getattr(value, field.name), param, depth + 1))
         return out
     raise _unsupported(value, param)
+
+
+def _encode(value: object, param: str, depth: int) -> object:
+    """:func:`canonical_encode` of a value nested in ``depth`` containers."""
+    cls = type(value)
+    if cls in _NATIVE:
+        return value
+    if cls is list:
+        return _encode_list(value, param, depth)  # type: ignore[arg-type]
+    encoder = _EXACT.get(cls)
+    if encoder is not None:
+        return encoder(value, param, depth)
+    return _encode_other(value, param, depth)
 
 
 def canonical_encode(value: object, param: str) -> object:
     """Return a deterministic, type-tagged, msgpack-packable form of ``value``.
 
     ``param`` is the parameter the value came from; it only appears in the ``TypeError``
-    raised for unsupported types. The encoding is described in this module's docstring::
+    raised for unsupported types, for containers (lists, tuples, dicts, sets, dataclasses,
+    ``__cache_key__()`` results) nested more than :data:`MAX_DEPTH` levels deep, and for
+    values that contain themselves. The encoding is described in this module's docstring::
 
         >>> canonical_encode(("a", 1), "p")
         (ExtType(code=1, data=b''), 'a', 1)
     """
-    cls = type(value)
-    if cls in _NATIVE:
-        return value
-    if cls is list:
-        return _encode_list(value, param)  # type: ignore[arg-type]
-    encoder = _EXACT.get(cls)
-    if encoder is not None:
-        return encoder(value, param)
-    return _encode_other(value, param)
+    try:
+        return _encode(value, param, 0)
+    except _TooDeep:
+        raise _too_deep(value, param) from None
 
 
 def canonical_bytes(items: Sequence[tuple[str, object]]) -> bytes:
@@ -429,7 +514,13 @@ def canonical_bytes(items: Sequence[tuple[str, object]]) -> bytes:
     append = flat.append
     for name, value in items:
         append(name)
-        append(value if type(value) in _NATIVE else canonical_encode(value, name))
+        if type(value) in _NATIVE:
+            append(value)
+            continue
+        try:
+            append(_encode(value, name, 0))
+        except _TooDeep:
+            raise _too_deep(value, name) from None
     return _pack(flat)
 
 

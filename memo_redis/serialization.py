@@ -57,6 +57,14 @@ original ``utcoffset()`` (the zone's name and rules are not stored). A datetime 
 type. ``bytearray`` and ``memoryview`` come back as
 ``bytes`` (msgpack packs them natively); values that are msgpack ``ExtType`` objects themselves
 are not supported.
+
+Bounds
+------
+Containers nested more than :data:`MAX_DEPTH` (64) levels deep are refused by
+:meth:`Serializer.encode` with every codec. :meth:`Serializer.decode` never nests more than
+:data:`MAX_DEPTH` ext levels (deeper bytes are a :class:`DecodeError`, whoever wrote them), and
+with ``max_size`` it inflates at most that many bytes. Every failure to decode is a
+:class:`DecodeError`, chained from its cause.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ import datetime as _dt
 import decimal
 import enum
 import functools
+import gc
+import itertools
 import json
 import pickle
 import struct
@@ -77,10 +87,21 @@ import msgpack
 
 from memo_redis.exceptions import ConfigError, MemoRedisError, SerializationError
 
-__all__ = ["FLAG_CODEC_MASK", "FLAG_ZLIB", "Codec", "DecodeError", "Serializer"]
+__all__ = ["FLAG_CODEC_MASK", "FLAG_ZLIB", "MAX_DEPTH", "Codec", "DecodeError", "Serializer"]
 
 FLAG_CODEC_MASK = 0b011
 FLAG_ZLIB = 0b100
+
+MAX_DEPTH = 64
+"""The deepest nesting of containers (list, tuple, dict, set, frozenset) a value may have.
+
+``[1]`` is nested 1 level, ``[[1]]`` 2. :meth:`Serializer.encode` refuses deeper values with a
+:class:`~memo_redis.exceptions.SerializationError` naming this limit, whatever the codec, and
+:meth:`Serializer.decode` refuses stored tuples, sets and frozensets (msgpack ext types, each
+decoded by a nested unpacker) nested deeper than this: a hostile value costs a miss, never a
+crash. Lists and maps within one ext payload are decoded without recursion (msgpack's own stack
+limit, 1024 levels, applies) and JSON is bounded by Python's recursion limit.
+"""
 
 
 class Codec(str, enum.Enum):
@@ -95,8 +116,11 @@ _CODEC_IDS: dict[Codec, int] = {Codec.MSGPACK: 0, Codec.JSON: 1, Codec.PICKLE: 2
 
 
 class DecodeError(MemoRedisError, ValueError):
-    """A stored body cannot be decoded: corrupt or foreign bytes, an unknown codec id, or pickle
-    data read by a serializer not configured for pickle. Callers treat it as a cache miss."""
+    """A stored body cannot be decoded: corrupt or foreign bytes, an unknown codec id, pickle
+    data read by a serializer not configured for pickle, a value nested deeper than
+    :data:`MAX_DEPTH` or larger than the reader's size limit. Every failure of a decoder (including
+    ``RecursionError`` and ``MemoryError``) is raised as this type, chained from its cause; callers
+    treat it as a cache miss."""
 
 
 class _UnsupportedType(TypeError):
@@ -260,11 +284,8 @@ def _unpack_timedelta(data: bytes) -> _dt.timedelta:
     return _dt.timedelta(days=days, seconds=seconds, microseconds=micro)
 
 
-_EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
+_SCALAR_EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
     _EXT_BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
-    _EXT_TUPLE: lambda data: tuple(_unpackb(data)),
-    _EXT_SET: lambda data: set(_unpackb(data)),
-    _EXT_FROZENSET: lambda data: frozenset(_unpackb(data)),
     _EXT_DATETIME: _unpack_datetime,
     _EXT_DATE: _unpack_date,
     _EXT_TIME: _unpack_time,
@@ -272,17 +293,88 @@ _EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
     _EXT_DECIMAL: lambda data: decimal.Decimal(data.decode("ascii")),
     _EXT_UUID: lambda data: uuid.UUID(bytes=data),
 }
-
-
-def _ext_hook(code: int, data: bytes) -> Any:
-    decoder = _EXT_DECODERS.get(code)
-    if decoder is None:
-        raise DecodeError(f"unknown msgpack ext type code {code}")
-    return decoder(data)
-
+_CONTAINER_EXTS: dict[int, type] = {_EXT_TUPLE: tuple, _EXT_SET: set, _EXT_FROZENSET: frozenset}
 
 _msgpack_packb = msgpack.packb
 _msgpack_unpackb = msgpack.unpackb
+_Unpacker = msgpack.Unpacker
+
+
+def _unknown_ext(code: int) -> NoReturn:
+    raise DecodeError(f"unknown msgpack ext type code {code}")
+
+
+def _make_ext_hook(depth: int, inner: Callable[[int, bytes], Any] | None) -> Callable[..., Any]:
+    """The ext hook for ext values found ``depth`` ext levels deep.
+
+    A container ext (tuple, set, frozenset) is itself a msgpack body, unpacked by a nested
+    unpacker whose ext hook is ``inner``, the hook one level deeper; ``inner`` is None at
+    :data:`MAX_DEPTH`, where a further container is refused. The depth is carried by which hook
+    runs, so the common case pays nothing for it. Bodies found in the top-level value are unpacked
+    with ``unpackb`` (fastest, but it keeps its 40 KB parser state on the C stack); deeper ones
+    with an ``Unpacker``, whose state is on the heap, so even :data:`MAX_DEPTH` levels need well
+    under 256 KB of C stack. ``unpackb`` and ``Unpacker(max_buffer_size=len(data))`` bound every
+    declared length (str, bin, array, map, ext) by the length of the bytes being unpacked.
+    """
+    scalar = _SCALAR_EXT_DECODERS.get
+    container = _CONTAINER_EXTS.get
+    unpackb = _msgpack_unpackb
+
+    if inner is None:
+
+        def hook(code: int, data: bytes) -> Any:
+            decoder = scalar(code)
+            if decoder is not None:
+                return decoder(data)
+            if code in _CONTAINER_EXTS:
+                raise DecodeError(f"value nested deeper than MAX_DEPTH={MAX_DEPTH} ext levels")
+            _unknown_ext(code)
+
+    elif depth == 0:
+
+        def hook(code: int, data: bytes) -> Any:
+            kind = container(code)
+            if kind is not None:
+                return kind(unpackb(data, ext_hook=inner, strict_map_key=False))
+            decoder = scalar(code)
+            if decoder is None:
+                _unknown_ext(code)
+            return decoder(data)
+
+    else:
+
+        def hook(code: int, data: bytes) -> Any:
+            kind = container(code)
+            if kind is not None:
+                unpacker = _Unpacker(
+                    ext_hook=inner, strict_map_key=False, max_buffer_size=len(data) or 1
+                )
+                unpacker.feed(data)
+                items = unpacker.unpack()
+                if unpacker.tell() != len(data):
+                    raise DecodeError(f"extra data after an ext type {code} payload")
+                return kind(items)
+            decoder = scalar(code)
+            if decoder is None:
+                _unknown_ext(code)
+            return decoder(data)
+
+    return hook
+
+
+def _build_ext_hooks() -> list[Callable[[int, bytes], Any]]:
+    hooks: list[Callable[[int, bytes], Any]] = []
+    inner: Callable[[int, bytes], Any] | None = None
+    for depth in range(MAX_DEPTH, -1, -1):
+        inner = _make_ext_hook(depth, inner)
+        hooks.append(inner)
+    hooks.reverse()
+    return hooks
+
+
+_EXT_HOOKS = _build_ext_hooks()
+_ext_hook = _EXT_HOOKS[0]
+"""The ext hook of a top-level body: containers in it may nest :data:`MAX_DEPTH` levels."""
 
 
 def _packb(value: object) -> bytes:
@@ -295,6 +387,54 @@ def _unpackb(data: bytes) -> Any:
     # Only ext types go through Python; lists, dicts, str, int, ... are built by the C unpacker.
     # (A functools.partial here costs more than this call: it merges the keywords on every call.)
     return _msgpack_unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+
+
+# --- nesting depth ---------------------------------------------------------------------------
+
+
+class _ContainerTypes(dict[type, bool]):
+    """type -> whether the depth walk descends into its instances (subclasses included)."""
+
+    def __missing__(self, cls: type) -> bool:
+        found = issubclass(cls, (list, tuple, dict, set, frozenset))
+        if len(self) < 1024:  # a program minting classes must not grow this without bound
+            self[cls] = found
+        return found
+
+
+_IS_CONTAINER = _ContainerTypes({
+    list: True, tuple: True, dict: True, set: True, frozenset: True,
+    str: False, bytes: False, int: False, float: False, bool: False, type(None): False,
+})  # fmt: skip
+_is_container = _IS_CONTAINER.__getitem__
+_compress = itertools.compress
+_referents = gc.get_referents
+
+
+def _nested_too_deep(value: object) -> bool:
+    """True if ``value`` has containers nested more than :data:`MAX_DEPTH` levels (or a cycle).
+
+    Walks one level at a time at C speed (``gc.get_referents`` of the whole level, filtered by
+    type), keeping each container once per level, so a cycle or shared substructure costs at
+    most ``MAX_DEPTH`` visits per container. (The referents of a container subclass instance
+    include its ``__dict__``, which then counts as one more level.)
+    """
+    if not _is_container(type(value)):
+        return False
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        below = _referents(*level)
+        found = list(_compress(below, map(_is_container, map(type, below))))
+        if not found:
+            return False
+        level = list(dict(zip(map(id, found), found, strict=True)).values())
+    return True
+
+
+def _too_deep_message(value: object, codec: Codec) -> str:
+    return _unsupported_message(
+        type(value), codec, f": containers nested deeper than MAX_DEPTH={MAX_DEPTH} levels"
+    )
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -454,39 +594,52 @@ class Serializer:
             f"compress_threshold={self.compress_threshold!r}{level})"
         )
 
-    def encode(self, value: object) -> tuple[int, bytes]:
+    def encode(self, value: object, *, max_size: int | None = None) -> tuple[int, bytes]:
         """Encode ``value`` to ``(flags, body)``.
 
         ``flags`` is the codec id, plus ``FLAG_ZLIB`` when the body was compressed. Raises
         :class:`~memo_redis.exceptions.SerializationError` naming the offending type, e.g.
-        ``cannot serialize value of type 'Foo' with codec msgpack``.
+        ``cannot serialize value of type 'Foo' with codec msgpack``, or naming
+        :data:`MAX_DEPTH` for containers nested deeper than that. A payload longer than
+        ``max_size`` bytes is returned uncompressed (a reader with that limit would refuse to
+        inflate it, so the caller is expected not to store it).
         """
+        # Checked first: packing recurses in C per level of nesting.
+        if _nested_too_deep(value):
+            raise SerializationError(_too_deep_message(value, self.codec))
         try:
             payload = self._encoder(value)
         except _UnsupportedType as exc:
             raise SerializationError(_unsupported_message(exc.cls, self.codec, exc.detail)) from exc
-        except Exception as exc:  # recursion limits, circular references, unpicklable objects
+        except Exception as exc:  # recursion limits, unpicklable objects
             message = _unsupported_message(type(value), self.codec, f": {exc}")
             raise SerializationError(message) from exc
         threshold = self.compress_threshold
-        if threshold is not None and len(payload) >= threshold:
+        if (
+            threshold is not None
+            and len(payload) >= threshold
+            and (max_size is None or len(payload) <= max_size)
+        ):
             compressed = zlib.compress(payload, self.compress_level)
             if len(compressed) < len(payload):
                 return self._code | FLAG_ZLIB, compressed
         return self._code, payload
 
-    def decode(self, flags: int, body: bytes) -> Any:
+    def decode(self, flags: int, body: bytes, *, max_size: int | None = None) -> Any:
         """Decode a body produced by :meth:`encode` with these ``flags``.
 
-        Dispatches on the codec id in ``flags``; bits above ``FLAG_ZLIB`` are ignored. Raises
-        :class:`DecodeError` for corrupt or foreign bytes, an unknown codec id, or pickle data
-        when this serializer's codec is not pickle.
+        Dispatches on the codec id in ``flags``; bits above ``FLAG_ZLIB`` are ignored. With
+        ``max_size``, a body (after decompression) longer than ``max_size`` bytes is refused
+        without being inflated further, and msgpack's declared lengths are bounded by the body's
+        length, so a hostile body costs at most about ``max_size`` bytes plus the objects it
+        decodes to. Raises :class:`DecodeError`, chained from the cause, for any failure: corrupt
+        or foreign bytes, a body too large, nesting deeper than :data:`MAX_DEPTH`, an unknown
+        codec id, or pickle data when this serializer's codec is not pickle.
         """
+        if max_size is not None and len(body) > max_size:
+            raise DecodeError(f"body of {len(body)} bytes exceeds max_size={max_size}")
         if flags & FLAG_ZLIB:
-            try:
-                body = zlib.decompress(body)
-            except zlib.error as exc:
-                raise DecodeError(f"corrupt zlib body ({len(body)} bytes): {exc}") from exc
+            body = _inflate(body, max_size)
         try:
             if not flags & FLAG_CODEC_MASK:
                 # The default codec is inlined: the hit path pays for no extra Python call.
@@ -494,8 +647,9 @@ class Serializer:
             return self._decoders[flags & FLAG_CODEC_MASK](body)
         except DecodeError:
             raise
-        # Any failure of a decoder on bad bytes (msgpack, json, struct, datetime, decimal...)
-        # must surface as one error type that callers turn into a cache miss.
+        # Any failure of a decoder on bad bytes (msgpack, json, struct, datetime, decimal, and
+        # RecursionError or MemoryError) must surface as one error type that callers turn into a
+        # cache miss.
         except Exception as exc:
             raise DecodeError(
                 f"cannot decode {len(body)}-byte body with flags {flags:#x}: {exc!r}"
@@ -504,12 +658,14 @@ class Serializer:
     def encode_plain_json(self, value: object) -> bytes:
         """Encode ``value`` in the seed deployment's format: ``json.dumps(value)`` as UTF-8.
 
-        No header and no compression. Non-str dict keys and non-JSON types raise
-        :class:`~memo_redis.exceptions.SerializationError`.
+        No header and no compression. Non-str dict keys, non-JSON types and containers nested
+        deeper than :data:`MAX_DEPTH` raise :class:`~memo_redis.exceptions.SerializationError`.
 
         >>> Serializer().encode_plain_json({"a": [1, 2]})
         b'{"a": [1, 2]}'
         """
+        if _nested_too_deep(value):
+            raise SerializationError(_too_deep_message(value, Codec.JSON))
         try:
             return _json_encode(_PLAIN_JSON_ENCODER, value)
         except _UnsupportedType as exc:
@@ -519,13 +675,36 @@ class Serializer:
             message = _unsupported_message(type(value), Codec.JSON, f": {exc}")
             raise SerializationError(message) from exc
 
-    def decode_plain_json(self, raw: bytes | str) -> Any:
+    def decode_plain_json(self, raw: bytes | str, *, max_size: int | None = None) -> Any:
         """Decode a value stored in the seed deployment's plain JSON format.
 
         ``raw`` may be ``str`` (a client with ``decode_responses=True``). Raises
-        :class:`DecodeError` when ``raw`` is not valid JSON.
+        :class:`DecodeError`, chained from the cause, when ``raw`` is not valid JSON, is nested
+        too deep for the parser (``RecursionError``) or is longer than ``max_size``.
         """
+        if max_size is not None and len(raw) > max_size:
+            raise DecodeError(f"plain JSON body of {len(raw)} bytes exceeds max_size={max_size}")
         try:
             return json.loads(raw)
-        except (ValueError, TypeError) as exc:
-            raise DecodeError(f"cannot decode plain JSON body: {exc}") from exc
+        except Exception as exc:
+            raise DecodeError(f"cannot decode plain JSON body: {exc!r}") from exc
+
+
+def _inflate(body: bytes, max_size: int | None) -> bytes:
+    """zlib-decompress ``body``, refusing (without inflating further) more than ``max_size``."""
+    try:
+        if max_size is None:
+            return zlib.decompress(body)
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(body, max_size + 1)
+    except zlib.error as exc:
+        raise DecodeError(f"corrupt zlib body ({len(body)} bytes): {exc}") from exc
+    except MemoryError as exc:
+        raise DecodeError(f"cannot inflate zlib body ({len(body)} bytes): {exc!r}") from exc
+    if len(data) > max_size:
+        raise DecodeError(
+            f"zlib body of {len(body)} bytes inflates to more than max_size={max_size} bytes"
+        )
+    if not inflater.eof:
+        raise DecodeError(f"corrupt zlib body ({len(body)} bytes): incomplete or truncated stream")
+    return data

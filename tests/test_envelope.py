@@ -71,3 +71,15 @@ def test_new_tokens_are_fresh_hex() -> None:
     tokens = {envelope.new_token() for _ in range(100)}
     assert len(tokens) == 100
     assert all(len(t) == 16 and int(t, 16) >= 0 for t in tokens)
+
+
+@pytest.mark.parametrize(("flags", "needed"), [(0x08, 16), (0x10, 12), (0x18, 28), (0xFF, 28)])
+def test_envelope_shorter_than_its_announced_fields_unpacks_to_none(
+    flags: int, needed: int
+) -> None:
+    """A header whose flags announce a fingerprint or timing fields it lacks is not an envelope
+    (None), never a struct.error; with those bytes present it is one."""
+    head = MAGIC_BYTE + bytes([flags]) + STAMP
+    assert envelope.unpack(head) is None
+    assert envelope.unpack(head + b"\x00" * (needed - 1)) is None
+    assert envelope.unpack(head + b"\x00" * needed) is not None
