@@ -410,7 +410,7 @@ def _quantile(buckets: list[int], total: int, q: float) -> float | None:
             if i >= len(BUCKETS):  # the +Inf bucket: report its lower bound
                 return BUCKETS[-1]
             low = BUCKETS[i - 1] if i else 0.0
-            return low + (BUCKETS[i] - low) * max(0.0, rank - seen) / n
+            return round(low + (BUCKETS[i] - low) * max(0.0, rank - seen) / n, 9)
         seen += n
     return BUCKETS[-1]
 
@@ -462,6 +462,9 @@ class _NoSpan(AbstractContextManager[None]):
     """The span used when tracing is off: does nothing."""
 
     __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
 
     def __exit__(self, *exc: object) -> None:
         return None
