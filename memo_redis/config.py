@@ -16,7 +16,7 @@ from redis.connection import parse_url as _untyped_parse_url
 
 from memo_redis.exceptions import ConfigError
 
-__all__ = ["RedisArgs", "parse_bool", "parse_host_ports"]
+__all__ = ["ENVIRONMENT_VARIABLES", "RedisArgs", "parse_bool", "parse_host_ports"]
 
 # redis-py leaves parse_url unannotated; state the types it returns once, here.
 _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
@@ -349,3 +349,7 @@ def _validate(values: Mapping[str, Any], label: Callable[[str], str]) -> None:
 
 def _join(pairs: tuple[tuple[str, int], ...]) -> str:
     return ",".join(f"{host}:{port}" for host, port in pairs)
+
+
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_env_name(f.name) for f in fields(RedisArgs))
+"""Every variable :meth:`RedisArgs.from_env` reads (``REDIS_URL``, ``REDIS_HOST``, ...)."""

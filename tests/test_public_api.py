@@ -52,3 +52,16 @@ def test_every_name_the_readme_imports_exists() -> None:
             except ImportError:
                 missing.append(name)
     assert not missing, f"README names not in memo_redis: {missing}"
+
+
+def test_seed_module_names_import_as_the_seed_wrote_them() -> None:
+    """``memo_redis.redis_args``, ``.redis_instance`` and ``.redis_constants`` work as in the seed."""
+    from memo_redis.redis_args import RedisArgs
+    from memo_redis.redis_constants import DEFAULT_TTLS, ENVIRONMENT_VARIABLES
+    from memo_redis.redis_instance import RedisCaching
+
+    assert RedisArgs is memo_redis.RedisArgs
+    assert RedisCaching is memo_redis.RedisCaching
+    assert dict(DEFAULT_TTLS) == {"data": 300, "schema": 3600, "metadata": 7200, "count": 60}
+    assert {"REDIS_URL", "REDIS_SOCKET_PATH", "REDIS_PASSWORD", "REDIS_DECODE_RESPONSES"} <= set(
+        ENVIRONMENT_VARIABLES)
