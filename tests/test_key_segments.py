@@ -92,7 +92,7 @@ def test_sql_layer_refuses_a_table_name_that_would_leave_its_segment(
         cache: RedisCaching, table: str) -> None:
     """The seed SQL API refuses such a table with a ValueError naming it; nothing runs."""
     ran: list[str] = []
-    with pytest.raises(ValueError, match="table .* cannot contain") as info:
+    with pytest.raises(ValueError, match=r"table .* cannot contain") as info:
         get_data_from_table(cache, table, ["id"], fetcher=lambda: ran.append("read"))
     assert repr(table) in str(info.value)
     with pytest.raises(ValueError, match="cannot contain"):
