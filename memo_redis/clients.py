@@ -54,7 +54,9 @@ def build_client(args: RedisArgs) -> Any:
     if args.mode == "sentinel":
         from redis.sentinel import Sentinel
 
-        sentinel: Any = Sentinel(  # type: ignore[no-untyped-call]
+        # Any: older redis-py releases leave Sentinel's constructor unannotated.
+        sentinel_type: Any = Sentinel
+        sentinel: Any = sentinel_type(
             list(args.sentinels),
             sentinel_kwargs={"socket_timeout": kwargs["socket_timeout"],
                              "socket_connect_timeout": kwargs["socket_connect_timeout"]},
@@ -83,7 +85,9 @@ def build_async_client(args: RedisArgs) -> Any:
     if args.mode == "sentinel":
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel: Any = Sentinel(  # type: ignore[no-untyped-call]
+        # Any: older redis-py releases leave Sentinel's constructor unannotated.
+        sentinel_type: Any = Sentinel
+        sentinel: Any = sentinel_type(
             list(args.sentinels),
             sentinel_kwargs={"socket_timeout": kwargs["socket_timeout"],
                              "socket_connect_timeout": kwargs["socket_connect_timeout"]},
@@ -143,7 +147,8 @@ def build_async_twin(client: Any) -> Any:
         sentinels = [(node.connection_pool.connection_kwargs["host"],
                       node.connection_pool.connection_kwargs["port"])
                      for node in manager.sentinels]
-        async_sentinel: Any = AsyncSentinel(  # type: ignore[no-untyped-call]
+        async_sentinel_type: Any = AsyncSentinel
+        async_sentinel: Any = async_sentinel_type(
             sentinels,
             sentinel_kwargs=_portable(manager.sentinel_kwargs or {}, redis.asyncio.Redis),
         )

@@ -55,7 +55,7 @@ def test_every_name_the_readme_imports_exists() -> None:
 
 
 def test_seed_module_names_import_as_the_seed_wrote_them() -> None:
-    """``memo_redis.redis_args``, ``.redis_instance`` and ``.redis_constants`` work as in the seed."""
+    """The seed's module names redis_args, redis_instance and redis_constants import."""
     from memo_redis.redis_args import RedisArgs
     from memo_redis.redis_constants import DEFAULT_TTLS, ENVIRONMENT_VARIABLES
     from memo_redis.redis_instance import RedisCaching
