@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", help="Redis URL (redis://, rediss://, unix://); default: the "
                         "REDIS_* environment")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print the library's log messages")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds per connect and per command (default {DEFAULT_TIMEOUT})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -98,6 +101,12 @@ def _fail(message: str, code: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``memo-redis`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     opts = build_parser().parse_args(argv)
+    library_log = logging.getLogger("memo_redis")
+    if opts.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    else:  # failures are reported once, as the command's own one-line error
+        library_log.addHandler(logging.NullHandler())
+        library_log.propagate = False
     target: Target | None = None
     try:
         if opts.command == "server":
@@ -114,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"configuration error: {exc}", 2)
     except _DOWN as exc:
         where = target.describe() if target is not None else "the server"
-        return _fail(f"cannot reach {where}: {exc}", 1)
+        cause = exc.__cause__ if isinstance(exc, CacheUnavailable) and exc.__cause__ else exc
+        return _fail(f"cannot reach {where}: {cause}", 1)
     except RedisError as exc:
         return _fail(f"redis error: {exc}", 1)
     except KeyboardInterrupt:

@@ -222,12 +222,15 @@ def build_table(columns: Sequence[str], rows: Sequence[Sequence[str]],
         return _plain_table(columns, rows, title, right)
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    # Text, not str: a key or a function name holding "[...]" must not be read as markup.
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD,
+                  title_justify="left")
     for name, align in zip(columns, right, strict=True):
-        table.add_column(name, justify="right" if align else "left", no_wrap=True)
+        table.add_column(Text(name), justify="right" if align else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
