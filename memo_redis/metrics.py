@@ -50,10 +50,14 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .metric_summary import BOUNDS_NS as _BOUNDS_NS
+from .metric_summary import BUCKETS, COUNTERS, summarize
+from .metric_summary import NBUCKETS as _NBUCKETS
+from .tracing import span
 
 if TYPE_CHECKING:
     from .exporters.otel import instrument_opentelemetry
@@ -85,24 +89,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("memo_redis.metrics")
-
-BUCKETS: tuple[float, ...] = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
-"""Upper bounds (seconds, inclusive) of the latency histograms' finite buckets; one more
-bucket (``+Inf``) follows."""
-
-_BOUNDS_NS: list[int] = [round(b * 1e9) for b in BUCKETS]
-_NBUCKETS = len(BUCKETS) + 1
-
-COUNTERS: tuple[str, ...] = (
-    "hits", "misses", "l1_hits", "stores", "refused_stores", "errors",
-    "flight_waits", "early_refreshes", "invalidations", "bytes_stored",
-)  # fmt: skip
-"""The integer counters of a :class:`FunctionMetrics` (plus ``flight_wait_ns``, reported as
-``flight_wait_seconds``)."""
 
 KINDS = frozenset({
     "hit", "miss", "l1_hit", "store", "refused_store", "error", "wait", "early_refresh",
@@ -394,105 +380,6 @@ def set_enabled(flag: bool) -> None:
 def enabled() -> bool:
     """Whether recording is on (see :func:`set_enabled`)."""
     return _enabled
-
-
-# -- summaries --------------------------------------------------------------------------------
-
-
-def _quantile(buckets: list[int], total: int, q: float) -> float | None:
-    """Estimate a quantile (seconds) by linear interpolation inside the bucket holding it."""
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(buckets):
-        if n and seen + n >= rank:
-            if i >= len(BUCKETS):  # the +Inf bucket: report its lower bound
-                return BUCKETS[-1]
-            low = BUCKETS[i - 1] if i else 0.0
-            return round(low + (BUCKETS[i] - low) * max(0.0, rank - seen) / n, 9)
-        seen += n
-    return BUCKETS[-1]
-
-
-def histogram_summary(buckets: list[int], sum_ns: int) -> dict[str, Any]:
-    """``count``, ``sum`` and ``mean`` (seconds), ``p50``/``p90``/``p99`` estimates and the
-    cumulative ``buckets`` as ``[[upper_bound, count], ..., ["+Inf", count]]``."""
-    total = sum(buckets)
-    cumulative: list[list[Any]] = []
-    running = 0
-    for bound, n in zip((*BUCKETS, "+Inf"), buckets, strict=True):
-        running += n
-        cumulative.append([bound, running])
-    return {
-        "count": total,
-        "sum": sum_ns / 1e9,
-        "mean": sum_ns / 1e9 / total if total else None,
-        "p50": _quantile(buckets, total, 0.50),
-        "p90": _quantile(buckets, total, 0.90),
-        "p99": _quantile(buckets, total, 0.99),
-        "buckets": cumulative,
-    }
-
-
-def summarize(counts: Mapping[str, int]) -> dict[str, Any]:
-    """A report from flat counts (:meth:`FunctionMetrics.counts`, or published ones).
-
-    Fields: every name in :data:`COUNTERS`, ``calls`` (hits + l1_hits + misses + errors),
-    ``hit_ratio`` (hits and L1 hits over hits, L1 hits and misses; ``None`` before any),
-    ``flight_wait_seconds``, and ``lookup_seconds`` / ``compute_seconds`` histogram summaries
-    (:func:`histogram_summary`).
-    """
-    out: dict[str, Any] = {name: int(counts.get(name, 0)) for name in COUNTERS}
-    served = out["hits"] + out["l1_hits"]
-    looked = served + out["misses"]
-    out["calls"] = looked + out["errors"]
-    out["hit_ratio"] = served / looked if looked else None
-    out["flight_wait_seconds"] = int(counts.get("flight_wait_ns", 0)) / 1e9
-    for phase in ("lookup", "compute"):
-        buckets = [int(counts.get(f"{phase}_b{i}", 0)) for i in range(_NBUCKETS)]
-        out[f"{phase}_seconds"] = histogram_summary(buckets, int(counts.get(f"{phase}_sum_ns", 0)))
-    return out
-
-
-# -- spans ------------------------------------------------------------------------------------
-
-
-class _NoSpan(AbstractContextManager[None]):
-    """The span used when tracing is off: does nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
-_tracer: Any = None
-
-
-def span(name: str, **attrs: Any) -> AbstractContextManager[Any]:
-    """A tracing span around a miss or an invalidation: an OpenTelemetry span once
-    :func:`instrument_opentelemetry` ran with ``spans=True``, else a shared no-op.
-
-    Attribute values other than str, bool, int and float are passed as their ``str()``.
-    """
-    tracer = _tracer
-    if tracer is None:
-        return _NO_SPAN
-    clean = {k: v if isinstance(v, (str, bool, int, float)) else str(v)
-             for k, v in attrs.items() if v is not None}
-    manager: AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=clean)
-    return manager
-
-
-def _set_tracer(tracer: Any) -> None:
-    """Install (or with ``None`` remove) the tracer :func:`span` uses."""
-    global _tracer
-    _tracer = tracer
 
 
 _LAZY = {

@@ -33,7 +33,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import TracerProvider
 
-from .. import metrics
+from .. import metrics, tracing
 
 __all__ = ["OpenTelemetryInstrumentation", "instrument_opentelemetry"]
 
@@ -66,7 +66,7 @@ class OpenTelemetryInstrumentation:
     def close(self) -> None:
         """Report nothing more from these instruments and turn spans off."""
         self.active = False
-        metrics._set_tracer(None)
+        tracing.set_tracer(None)
 
 
 def _attrs(m: metrics.FunctionMetrics, **extra: str) -> dict[str, str]:
@@ -135,6 +135,6 @@ def instrument_opentelemetry(
             f"Lookup and compute latency histogram ({part}).",
         ))
     if spans:
-        metrics._set_tracer(trace.get_tracer("memo_redis", _VERSION,
+        tracing.set_tracer(trace.get_tracer("memo_redis", _VERSION,
                                              tracer_provider=tracer_provider))
     return handle
