@@ -549,7 +549,10 @@ class _Analysis:
         elif key in ("transaction", "commit", "rollback", "set", "use"):
             return StatementKind.OTHER, self._reads_in_queries(tree), frozenset()
         else:
-            raise _Refused(f"{key.upper()} statements are not analysed")
+            raise _Refused(
+                f"it is not a statement this module analyses (sqlglot reads it as "
+                f"{type(tree).__name__})"
+            )
 
         # Every INSERT/UPDATE/DELETE/MERGE/SELECT INTO in the tree, including PostgreSQL's
         # data-modifying WITH clauses, in document order.
@@ -568,16 +571,26 @@ class _Analysis:
         reads = frozenset(
             name
             for table in tree.find_all(exp.Table)
-            if id(table) not in skip and not self._is_cte_reference(table)
+            if id(table) not in skip
+            and not isinstance(table.parent, exp.Table)  # SQLite's INDEXED BY <index>
+            and not self._is_cte_reference(table)
             for name in [self._table_name(table, role="read")]
             if name is not None
         )
         return kind, reads, writes
 
     def _check_functions(self, tree: exp.Expr) -> None:
+        from sqlglot import exp
+
         for node in tree.walk():
             if node.key in ("anonymous", "anonymousaggfunc"):
                 name = node.name.lower()
+                if isinstance(node.parent, exp.Dot):
+                    schema = node.parent.this.sql(dialect=self.dialect)
+                    raise _Refused(
+                        f"it calls {schema}.{node.name}(), a function named with its schema, "
+                        "which may read or write any table"
+                    )
                 if name not in self.functions:
                     raise _Refused(
                         f"it calls {node.name}(), which is not a built-in function known to "
@@ -857,8 +870,13 @@ class _Analysis:
     # ---- normalized text
 
     def _normalize(self, tree: exp.Expr) -> str:
+        from sqlglot import exp
         from sqlglot.errors import ErrorLevel
 
+        # PostgreSQL's dollar-quoted $$text$$ is generated as 'text': make the tree say so, so
+        # the round trip below compares like with like (it still checks the quoting).
+        for raw in list(tree.find_all(exp.RawString)):
+            raw.replace(exp.Literal.string(raw.this))
         try:
             text = tree.sql(
                 dialect=self.dialect, comments=False, unsupported_level=ErrorLevel.RAISE
