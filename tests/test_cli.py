@@ -511,3 +511,76 @@ def test_the_command_never_sends_keys_or_a_flush(
     calls = command_calls(raw)
     assert calls.get("scan", 0) > 0
     assert not {"keys", "flushdb", "flushall"} & set(calls)
+
+
+def test_stats_in_a_terminal_draws_its_progress_and_tables(
+        server: EmbeddedServer, populated: dict[str, Any]) -> None:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    stats = subprocess.Popen([_script(), "--url", server.url, "stats"], stdin=slave,
+                             stdout=slave, stderr=slave, env=_env(TERM="xterm-256color"))
+    os.close(slave)
+    try:
+        screen = _read_pty(master, lambda s: "full scan" in s, timeout=30)
+        assert stats.wait(15) == 0
+    finally:
+        if stats.poll() is None:
+            stats.kill()
+            stats.wait()
+        os.close(master)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert re.search(r"sql:users\s+data\s+5\s", plain), plain
+    assert "Traceback" not in plain
+
+
+# -- Redis Cluster --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_env(memo_redis_binary: str) -> Iterator[dict[str, str]]:
+    """The environment selecting a private 3-primary cluster (no replicas)."""
+    from memo_redis.servers import LocalCluster
+
+    with LocalCluster(memo_redis_binary, replicas_per_primary=0) as topology:
+        yield _env(REDIS_CLUSTER="true", REDIS_CLUSTER_NODES=topology.startup_nodes)
+
+
+@pytest.mark.cluster
+def test_cluster_commands_use_logical_names(cluster_env: dict[str, str]) -> None:
+    from memo_redis import RedisArgs
+
+    cache = RedisCaching(RedisArgs.from_env(cluster_env))
+    try:
+        @cached(cache=cache, prefix="sql:{table}", category="data", ttl=300)
+        def fetch(table: str, n: int) -> list[Any]:
+            return [table, n]
+
+        for table in ("users", "orders", "items"):
+            for i in range(3):
+                fetch(table, i)
+        health = _json(run_cli("health", "--json", env=cluster_env))
+        assert health["topology"] == "cluster"
+        keys = _json(run_cli("keys", "sql:*", "--json", env=cluster_env))
+        assert keys["count"] == 9 and {k["status"] for k in keys["keys"]} == {"valid"}
+        assert all(k["key"].startswith("sql:") for k in keys["keys"])
+        physical = fetch.cache_key("items", 2)
+        logical = physical.replace("{sql:items}", "sql:items")
+        for name in (physical, logical):
+            info = _json(run_cli("get", name, "--json", env=cluster_env))
+            assert info["key"] == logical and info["value"] == ["items", 2]
+            assert info["stamp_valid"] is True
+        stats = _json(run_cli("stats", "--json", env=cluster_env))
+        assert {(g["group"], g["entries"]) for g in stats["groups"]} == {
+            ("sql:users", 3), ("sql:orders", 3), ("sql:items", 3)}
+        dry = _json(run_cli("invalidate", "sql:orders:*", "--dry-run", "--json", env=cluster_env))
+        assert dry["matches"] == 3
+        done = _json(run_cli("invalidate", "sql:orders:*", "--json", env=cluster_env))
+        assert done["deleted"] == 3
+        assert _json(run_cli("keys", "*", "--json", env=cluster_env))["count"] == 6
+        name = "tests.cli.cluster_fn"
+        metrics.register(name, "data").hit()
+        metrics.RedisMetricsPublisher(cache.client, interval=60).flush()
+        top = _json(run_cli("top", "--once", "--json", env=cluster_env))
+        assert name in [row["function"] for row in top["functions"]]
+    finally:
+        cache.close()

@@ -281,6 +281,22 @@ def test_publishers_of_two_processes_add_up(cache: RedisCaching, server: Embedde
     assert publisher.flush() == 0  # nothing new: nothing sent
 
 
+_EXITING_PROCESS = """
+import sys
+from memo_redis import RedisCaching, metrics
+metrics.RedisMetricsPublisher(RedisCaching(sys.argv[1]), interval=3600).start()
+metrics.register(sys.argv[2], "data").miss()
+"""
+
+
+def test_a_started_publisher_flushes_at_interpreter_exit(
+        cache: RedisCaching, server: EmbeddedServer) -> None:
+    name = _name("atexit")
+    subprocess.run([sys.executable, "-c", _EXITING_PROCESS, server.url, name], check=True,
+                   timeout=60)
+    assert metrics.read_published(cache)[f"{name}:data"]["misses"] == 1
+
+
 def test_publisher_counts_again_after_reset(cache: RedisCaching) -> None:
     name = _name()
     m = metrics.register(name, "data")

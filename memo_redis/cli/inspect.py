@@ -148,6 +148,8 @@ def _iso(ms: int) -> str:
 def cmd_get(target: Target, opts: argparse.Namespace) -> int:
     """Show one entry's decoded value and metadata."""
     key: str = opts.key
+    if target.layout.tagged and key.startswith("{"):  # a hash-tagged name, as cache_key() gives
+        key = text(target.layout.logical(key.encode("utf-8", "surrogateescape")))
     physical = target.layout.physical(key)
     pipe = target.client.pipeline(transaction=False)
     pipe.get(physical)

@@ -197,9 +197,12 @@ def cmd_stats(target: Target, opts: argparse.Namespace) -> int:
     if opts.sample is not None and opts.sample < 1:
         raise CLIError("--sample must be at least 1", 2)
     client = target.client
-    memory = _merged(client.info("memory"))
-    stats = _merged(client.info("stats"))
-    dbsize = int(client.dbsize())
+    every: dict[str, Any] = {"target_nodes": "primaries"} if target.layout.tagged else {}
+    info: Callable[..., Any] = client.info
+    memory = _merged(info("memory", **every))
+    stats = _merged(info("stats", **every))
+    dbsize_of: Callable[..., Any] = client.dbsize
+    dbsize = int(dbsize_of(**every))
     hits, misses = int(stats.get("keyspace_hits", 0)), int(stats.get("keyspace_misses", 0))
     groups: dict[tuple[str, str], _Group] = {}
     counters = {"scanned": 0, "bookkeeping": 0, "entries": 0, "stopped": 0}

@@ -8,7 +8,7 @@ sends, in one pipeline, what each function's counters grew by since its last flu
     cache = RedisCaching()
     publisher = metrics.RedisMetricsPublisher(cache.client, interval=5.0).start()
     ...
-    publisher.stop()          # at shutdown: one last flush
+    publisher.stop()          # one last flush (also done at interpreter exit)
 
 Layout (bookkeeping keys, never matched by an invalidation):
 
@@ -25,6 +25,7 @@ A publisher does not survive ``fork()``: start one in each worker process.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -96,8 +97,13 @@ class RedisMetricsPublisher:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> RedisMetricsPublisher:
-        """Start the background thread (a no-op when running); returns ``self``."""
+        """Start the background thread (a no-op when running); returns ``self``.
+
+        The deltas left at interpreter exit are sent then (an ``atexit`` hook calls
+        :meth:`stop`).
+        """
         if not self.running:
+            atexit.register(self.stop)
             self._stopping.clear()
             self._thread = threading.Thread(
                 target=self._run, name="memo-redis-metrics", daemon=True
@@ -107,6 +113,7 @@ class RedisMetricsPublisher:
 
     def stop(self, *, flush: bool = True, timeout: float = 5.0) -> None:
         """Stop the thread, then (by default) send what is left; never raises on Redis errors."""
+        atexit.unregister(self.stop)
         self._stopping.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
