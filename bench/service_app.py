@@ -148,8 +148,8 @@ def create_app(settings: Settings) -> Starlette:
     get_report: Callable[[int], Awaitable[dict[str, Any] | None]] = read_report
     put_cat: Callable[[int, int], Awaitable[int]] = write_cat
     if settings.mode != "off":
-        options = ({} if settings.scan_threshold is None
-                   else {"scan_threshold": settings.scan_threshold})
+        options: dict[str, Any] = ({} if settings.scan_threshold is None
+                                   else {"scan_threshold": settings.scan_threshold})
         cache = RedisCaching(settings.redis_url, **options)
         local = settings.mode == "local"
         get_cat = cached(prefix="sql:cats:{cat_id}", cache=cache, ttl=TTL_SECONDS,

@@ -61,7 +61,7 @@ def memo_local(target: cn.Target, body: cn.Body) -> cn.SyncContender:
     """Diagnostic: memo_redis ``@cached(local=True)``: hits served from the in-process L1."""
     cache = RedisCaching(target.url)
 
-    @cached(prefix="sql:{table}", category="local", cache=cache, ttl=cn.TTL_SECONDS,  # type: ignore[untyped-decorator]
+    @cached(prefix="sql:{table}", category="local", cache=cache, ttl=cn.TTL_SECONDS,
             local=True)
     def fetch(table: str, limit: int, page: int = 0) -> Rows:
         return body(table, limit, page)
