@@ -434,20 +434,48 @@ class _Analysis:
         return tokens
 
     def _check_comments(self, tokens: Sequence[_Token]) -> None:
+        """Refuse comments that a server could read differently from the parser.
+
+        MySQL runs the SQL inside ``/*! ... */``. In the generic dialect the server is unknown,
+        so comments whose extent differs between servers are refused too: ``--`` not followed
+        by a space (not a comment in MySQL: ``1--(SELECT ...)`` subtracts), and nested
+        ``/* /* */ */`` (PostgreSQL nests them, MySQL and SQLite do not).
+        """
         if self.dialect not in ("mysql", None):
             return
+        gaps: list[str] = []
         covered = 0
         for token in tokens:
-            if "/*!" in self.text[covered : token.start]:
-                break
-            covered = token.end + 1
-        else:
-            if "/*!" not in self.text[covered:]:
-                return
-        raise _Refused(
-            "it holds a MySQL executable comment (/*! ... */), which MySQL runs but the "
-            "parser reads as a comment"
-        )
+            gaps.append(self.text[covered : token.start])
+            covered = max(covered, token.end + 1)
+        gaps.append(self.text[covered:])
+        for gap in gaps:
+            i = 0
+            while i < len(gap):
+                if gap.startswith("--", i):
+                    if self.dialect is None and gap[i + 2 : i + 3].strip():
+                        raise _Refused(
+                            "it holds '--' not followed by a space, a comment in some "
+                            "databases and not in MySQL; pass the dialect"
+                        )
+                    newline = gap.find("\n", i)
+                    i = len(gap) if newline < 0 else newline + 1
+                elif gap.startswith("/*", i):
+                    close = gap.find("*/", i + 2)
+                    inner = gap[i + 2 : len(gap) if close < 0 else close]
+                    if inner.startswith("!"):
+                        raise _Refused(
+                            "it holds a MySQL executable comment (/*! ... */), which MySQL "
+                            "runs but the parser reads as a comment"
+                        )
+                    if self.dialect is None and "/*" in inner:
+                        raise _Refused(
+                            "it holds a nested comment, whose extent differs between "
+                            "databases; pass the dialect"
+                        )
+                    i = len(gap) if close < 0 else close + 2
+                else:
+                    i += 1
 
     def _substitute(self, tokens: Sequence[_Token]) -> str:
         """Replace each placeholder with a neutral name sqlglot parses in any dialect.

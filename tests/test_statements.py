@@ -390,6 +390,12 @@ REFUSED = [
     refused("drop-schema", "postgres", "DROP SCHEMA app CASCADE", "SCHEMA"),
     refused("executable-comment", "mysql", "SELECT * FROM a /*! JOIN b ON TRUE */",
             "executable comment"),
+    refused("mysql-versioned-executable-comment", "mysql",
+            "SELECT * FROM a /* note */ /*!50000 JOIN b ON TRUE */", "executable comment"),
+    refused("dash-dash-without-space", None,
+            "SELECT * FROM a WHERE x = 1--(SELECT max(id) FROM b)", "'--'"),
+    refused("nested-comment", None, "SELECT * FROM a /* x /* y */ JOIN c ON TRUE */",
+            "nested comment"),
     refused("table-placeholder", "postgres", "SELECT * FROM %s", "placeholder"),
     refused("table-placeholder", "sqlite", "DELETE FROM ? WHERE id = 1", "placeholder"),
     refused("delete-unknown-target", "mysql", "DELETE x FROM a JOIN b ON a.id = b.id",
@@ -420,6 +426,16 @@ def test_unsupported_is_a_value_error_of_the_package() -> None:
 def test_postgres_does_not_apply_executable_comments() -> None:
     """``/*! ... */`` is only a comment outside MySQL: nothing is hidden in it there."""
     assert analyze("SELECT * FROM a /*! JOIN b */", dialect="postgres").reads == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "reads"),
+    [("mysql", {"a", "b"}), ("sqlite", {"a"}), ("postgres", {"a"})],
+)
+def test_dash_dash_follows_the_dialect(dialect: str, reads: set[str]) -> None:
+    """MySQL needs a space after ``--`` for a comment: there ``1--(SELECT ...)`` subtracts."""
+    sql = "SELECT * FROM a WHERE x = 1--(SELECT max(id) FROM b)"
+    assert analyze(sql, dialect=dialect).reads == reads
 
 
 def test_refusal_logs_nothing_from_sqlglot(caplog: pytest.LogCaptureFixture) -> None:
