@@ -533,6 +533,29 @@ def test_stats_in_a_terminal_draws_its_progress_and_tables(
     assert "Traceback" not in plain
 
 
+_WITHOUT_RICH = """
+import sys
+sys.modules["rich"] = None  # as if the cli extra were not installed
+from memo_redis.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_plain_tables_without_rich(server: EmbeddedServer, populated: dict[str, Any]) -> None:
+    def plain(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-c", _WITHOUT_RICH, "--url", server.url, *args],
+                                capture_output=True, text=True, timeout=60, env=_env())
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert re.search(r"^sql:users\s+data\s+5\s+\d+ B", plain("stats"), re.MULTILINE)
+    assert re.search(r"^sql:users:data:\w+\s+\S+\s+\d+ B\s+valid$", plain("keys", "sql:*"),
+                     re.MULTILINE)
+    shown = plain("get", populated["users_key"])
+    assert "{'table': 'users', 'rows': [0, 1, 2], 'pair': (1, 2)}" in shown
+    assert json.loads(plain("keys", "sql:*", "--json"))["count"] == 8
+
+
 # -- Redis Cluster --------------------------------------------------------------------------
 
 

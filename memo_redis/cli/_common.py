@@ -259,7 +259,7 @@ def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: s
                                                                      strict=True)]
         return "  ".join(parts).rstrip()
 
-    out = [title] if title else []
+    out = ["", title] if title else []
     out += [line(columns), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     return "\n".join(out)
 

@@ -177,7 +177,7 @@ def cmd_get(target: Target, opts: argparse.Namespace) -> int:
     if out is None:
         import pprint
 
-        print(pprint.pformat(value, width=100))
+        print(pprint.pformat(value, width=100, sort_dicts=False))
     else:
         from rich.pretty import Pretty
 
