@@ -369,6 +369,11 @@ _PLACEHOLDER_RE: dict[str | None, re.Pattern[str]] = {
 }
 
 
+# An odd number of backslashes, then a quote: escaped in MySQL's default mode, not with
+# NO_BACKSLASH_ESCAPES (nor in standard SQL), so the string's extent depends on the server.
+_ESCAPED_QUOTE = re.compile(r"(?<!\\)(?:\\\\)*\\['\"]")
+
+
 @dataclass(frozen=True)
 class _Placeholder:
     text: str
@@ -434,15 +439,25 @@ class _Analysis:
         return tokens
 
     def _check_comments(self, tokens: Sequence[_Token]) -> None:
-        """Refuse comments that a server could read differently from the parser.
+        """Refuse comments and strings that a server could read differently from the parser.
 
-        MySQL runs the SQL inside ``/*! ... */``. In the generic dialect the server is unknown,
+        MySQL runs the SQL inside ``/*! ... */``, and whether ``\\'`` ends a string depends on
+        its sql_mode (``NO_BACKSLASH_ESCAPES``). In the generic dialect the server is unknown,
         so comments whose extent differs between servers are refused too: ``--`` not followed
         by a space (not a comment in MySQL: ``1--(SELECT ...)`` subtracts), and nested
         ``/* /* */ */`` (PostgreSQL nests them, MySQL and SQLite do not).
         """
         if self.dialect not in ("mysql", None):
             return
+        for token in tokens:
+            if token.token_type.name.endswith("STRING") and _ESCAPED_QUOTE.search(
+                self.text, token.start, token.end + 1
+            ):
+                raise _Refused(
+                    "a string holds a backslash before a quote, which ends the string or not "
+                    "depending on the server's sql_mode (NO_BACKSLASH_ESCAPES); double the "
+                    "quote or pass the value as a parameter"
+                )
         gaps: list[str] = []
         covered = 0
         for token in tokens:
