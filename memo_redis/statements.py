@@ -31,16 +31,21 @@ What it cannot see
     The analysis sees the SQL text only, not the schema. A view is reported as a table of its
     own name (a write to a base table is not a write to the views over it); rows changed by
     triggers, by ``ON DELETE/UPDATE CASCADE`` foreign keys, or in an inheritance child or
-    partition of a table read through its parent, are not seen either.
+    partition of a table read through its parent, are not seen either. A function named like
+    a built-in (``lower``, ``now``, ``json_extract``...) is taken to be the built-in.
 
 Refused (:class:`UnsupportedStatement`, never a guess)
     text that cannot be parsed; an empty string or several statements; statements that may
-    touch tables not named in the text (``EXECUTE``, ``CALL``, ``COPY``, ``EXPLAIN``, ``LOCK``,
-    ``PRAGMA``, ``SHOW``, ...); a call to a function that is not a known built-in (a
-    user-defined function may read or write any table, so ``SELECT my_func()`` is refused
-    rather than reported as reading nothing); ``nextval``-like sequence calls; ``SELECT ...
-    INTO`` a MySQL variable or file; DDL on objects other than tables, views and indexes;
-    ``DROP INDEX`` that does not name the table; MySQL executable comments (``/*! ... */``).
+    touch tables not named in the text (``EXECUTE``, ``CALL``, ``DO``, ``COPY``, ``EXPLAIN``,
+    ``LOCK``, ``PRAGMA``, ``SHOW``, ``REFRESH``, ``GRANT``...); a call to a function that is not
+    a known built-in, or to any function named with its schema (a user-defined function may
+    read or write any table, so ``SELECT my_func()`` is refused rather than reported as
+    reading nothing); sequence calls (``nextval``); ``SELECT ... INTO`` a MySQL variable or
+    file; DDL on objects other than tables, views and indexes; ``DROP INDEX`` that does not
+    name the table; a table named by a parameter. Text a server could read differently from
+    the parser, in the mysql and generic dialects: executable comments (``/*! ... */``) and
+    strings holding ``\\'`` (their end depends on MySQL's ``NO_BACKSLASH_ESCAPES``); in the
+    generic dialect also ``--`` not followed by a space and nested comments.
 """
 
 from __future__ import annotations
@@ -108,8 +113,11 @@ class Statement:
         writes: the tables the statement changes (empty exactly when ``is_write`` is false).
         normalized: sqlglot's canonical text of the statement in the dialect: whitespace,
             comments and keyword case do not matter, literals and parameter placeholders are
-            kept as written. Meant for a cache key (together with the parameters and the
-            dialect), not for execution: run the original text.
+            kept as written. It parses back to the same statement (checked), so two
+            statements that differ in meaning never share it. Meant for a cache key (with
+            the parameters and the dialect), not for execution: run the original text. When
+            generation moves positional placeholders (MySQL's ``LIMIT %s, %s`` becomes
+            ``LIMIT %s /* 2 */ OFFSET %s /* 1 */``), each is followed by its original rank.
     """
 
     kind: StatementKind
@@ -217,7 +225,7 @@ class _Refused(Exception):
 def _analyze_cached(sql: str, dialect: str | None) -> Statement | str:
     # Refusals are memoized too (as their reason), so a statement run often is parsed once.
     try:
-        with _quiet_sqlglot():
+        with _QuietSqlglot():
             return _Analysis(sql, dialect).run()
     except _Refused as refused:
         return str(refused)
@@ -236,7 +244,9 @@ class _QuietFilter(logging.Filter):
 _FILTER = _QuietFilter()
 
 
-class _quiet_sqlglot:
+class _QuietSqlglot:
+    """While analyze() runs in this context, drop the records sqlglot logs."""
+
     def __enter__(self) -> None:
         logger = logging.getLogger("sqlglot")
         if _FILTER not in logger.filters:
