@@ -23,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -726,5 +727,11 @@ def _checks(runs: list[dict[str, Any]], stale: dict[str, dict[str, Any]]) -> lis
     return out
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: every ``finally`` stops what this command started."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())

@@ -25,6 +25,7 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -494,5 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(c.passed for c in found if not c.informational) else 1
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: every ``finally`` stops what this command started."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())
