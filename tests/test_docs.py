@@ -130,6 +130,34 @@ def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in _api_names():
         assert f'id="{name}"' in api, f"{name} has no anchor in the built API reference"
+    assert "<blockquote>" not in api, "a docstring's doctest rendered as a block quote"
+
+
+def test_docstring_markup_hook_turns_rest_habits_into_markdown() -> None:
+    """Pins docs/hooks/docstring_markup.py: a doctest session becomes a pycon code block (without
+    its doctest directives), Sphinx roles become code, ``::`` before a literal block becomes
+    ``:``, and fenced code is left alone."""
+    markdown = pytest.importorskip("markdown", reason="the docs extra is not installed")
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    spec = importlib.util.spec_from_file_location(
+        "docstring_markup", DOCS / "hooks" / "docstring_markup.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    source = (
+        "Reads :class:`~memo_redis.config.RedisArgs` and :func:`memo_redis.cached`.\n\n"
+        ">>> cache = RedisCaching()   # doctest: +SKIP\n>>> cache.get('a')\n1\n\n"
+        "A registry::\n\n    metrics.register('f')\n\n"
+        "```python\n>>> kept = ':class:`X`'\n```\n"
+    )
+    html = markdown.markdown(source, extensions=[hook.DocstringMarkupExtension(),
+                                                 "fenced_code"])
+    assert "<blockquote>" not in html and "doctest" not in html
+    assert "<code>RedisArgs</code>" in html and "<code>memo_redis.cached</code>" in html
+    assert "A registry:</p>" in html
+    assert '<code class="language-pycon">&gt;&gt;&gt; cache = RedisCaching()\n' in html
+    assert "cache.get('a')\n1\n</code>" in html
+    assert ":class:`X`" in html  # fenced code untouched
 
 
 def _api_names() -> list[str]:
