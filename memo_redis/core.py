@@ -17,7 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import redis
 import redis.asyncio
@@ -73,9 +73,13 @@ _INFRA_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError,
                  RedisClusterException)
 _CLIENT_ERRORS = (RedisError, OSError, RedisClusterException)
 # Ops that neither read nor write cached values: they need not wait for deferred invalidations.
-_UNGATED_OPS = frozenset({"invalidate", "unlock", "hit_rate"})
+_UNGATED_OPS = frozenset({"invalidate", "apply", "unlock", "hit_rate"})
+# Ops the circuit breaker does not skip: a lock release (the lock would otherwise block other
+# callers until it expires), the statistics, and the invalidations applied once Redis is back
+# (their caller already passed the breaker).
+_UNBROKEN_OPS = frozenset({"apply", "unlock", "hit_rate"})
 _MAX_DEFERRED = 1000
-_LOCK_PREFIX = layout.INTERNAL_PREFIX + "lock:"
+_FENCE_PREFIX = layout.INTERNAL_PREFIX + "fence:"
 _MAX_WARNED_KEYS = 1024
 
 
@@ -88,7 +92,19 @@ class Lookup:
     fence: bytes | None
     envelope: envelope.Envelope | None
     lock_stamp: bytes | None = None
-    """Memo of :func:`_stamp_of` (lock, re-read, release and store each need it on a miss)."""
+    """Memo of :func:`_stamp_of` (claim, release and store each need it on a miss)."""
+
+
+class Claim(NamedTuple):
+    """What :meth:`RedisCaching.claim` saw: the entry's state after its fence was armed
+    (``look.fence`` is the fence a later store must find unchanged) and the lock's outcome."""
+
+    taken: bool
+    """This caller holds the single-flight lock (or armed the entry, when it asked for none)."""
+    held: bool
+    """Another caller holds the lock of exactly the state this caller expected: wait for it.
+    (Neither taken nor held: the state moved, e.g. an invalidation; claim again under it.)"""
+    look: Lookup
 
 
 class _Script:
@@ -119,9 +135,8 @@ class _Script:
 
 
 _STORE = _Script(scripts.STORE)
+_CLAIM = _Script(scripts.CLAIM)
 _BUMP = _Script(scripts.BUMP)
-_INIT_GENERATIONS = _Script(scripts.INIT_GENERATIONS)
-_LOCK_AND_READ = _Script(scripts.LOCK_AND_READ)
 _DRAIN_INDEX = _Script(scripts.DRAIN_INDEX)
 _PRUNE_RATE = 1 / 16
 """Share of stores that also drop a few expired members from their index set."""
@@ -260,6 +275,7 @@ class RedisCaching:
         # Invalidations that failed, (kind, target) -> sequence number; see _apply_deferred.
         self._deferred: dict[tuple[str, str], int] = {}
         self._deferred_seq = 0
+        self._deferred_calls = 0  # invalidations deferred since the last ones were applied
         self._deferred_mutex = threading.Lock()
         self._applying = threading.Lock()
         self._local: LocalCache | None = None
@@ -341,7 +357,12 @@ class RedisCaching:
     # -- failure handling --------------------------------------------------------------------
 
     def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
-        """Record a failure (breaker, one warning per outage) and build the error to raise."""
+        """Record a failure (breaker, one warning per outage) and build the error to raise.
+
+        Only connection and timeout failures are an outage and count against the breaker; a
+        command Redis answered with an error (NOPERM, WRONGTYPE, OOM, READONLY, a script error)
+        is a refusal: logged once per kind of error, the breaker untouched.
+        """
         message = _redact(f"{op} failed on {self._target}: {exc}", self._password)
         if isinstance(exc, (MovedError, ClusterCrossSlotError)) and not self.layout.tagged:
             message += (" (the server is a Redis Cluster node: set REDIS_CLUSTER=true, "
@@ -369,19 +390,18 @@ class RedisCaching:
         return error
 
     def _succeeded(self) -> None:
-        if self._outage:
+        if self._outage and not self._deferred:
+            # With invalidations pending, _apply_deferred announces the end of the outage once
+            # they are applied (it runs before anything else reads or writes the cache).
             self._outage = False
             log.warning("memo_redis: Redis at %s is back, caching resumed", self._target)
         self.breaker.record_success()
 
     def _execute(self, op: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # An invalidation is always attempted: skipping it while other processes cache again
-        # would leave stale entries behind. Its cost is paid by writes, not reads.
-        if op not in _UNGATED_OPS:
-            if not self.breaker.allow():
-                raise self._circuit_open(op)
-            if self._deferred:
-                self._apply_deferred(op)
+        if op not in _UNBROKEN_OPS and not self.breaker.allow():
+            raise self._circuit_open(op)
+        if self._deferred and op not in _UNGATED_OPS:
+            self._apply_deferred(op)
         try:
             result = fn(*args, **kwargs)
         except _CLIENT_ERRORS as exc:
@@ -390,11 +410,10 @@ class RedisCaching:
         return result
 
     async def _aexecute(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if op not in _UNGATED_OPS:
-            if not self.breaker.allow():
-                raise self._circuit_open(op)
-            if self._deferred:
-                await asyncio.to_thread(self._apply_deferred, op)
+        if op not in _UNBROKEN_OPS and not self.breaker.allow():
+            raise self._circuit_open(op)
+        if self._deferred and op not in _UNGATED_OPS:
+            await asyncio.to_thread(self._apply_deferred, op)
         try:
             result = await fn(*args, **kwargs)
         except _CLIENT_ERRORS as exc:
@@ -403,15 +422,28 @@ class RedisCaching:
         return result
 
     def _defer(self, kind: str, target: str) -> None:
-        """Remember an invalidation that failed (``kind`` "pattern" or "key"), to apply it before
-        this process reads or writes the cache again."""
+        """Keep an invalidation that could not be sent (``kind`` "pattern" or "key"), to apply
+        it before this process reads or writes the cache again.
+
+        While the breaker is open this costs no socket time. The first invalidation kept is
+        logged at error level (other processes may serve stale entries meanwhile), the next ones
+        are only counted: the end of the outage is logged with their number.
+        """
         with self._deferred_mutex:
             if len(self._deferred) >= _MAX_DEFERRED:
                 # Too many to track: invalidating everything is always correct.
                 self._deferred.clear()
                 kind, target = "pattern", "*"
+            first = not self._deferred
             self._deferred_seq += 1
+            self._deferred_calls += 1
             self._deferred[(kind, target)] = self._deferred_seq
+        if first:
+            # Once per outage (until the kept ones are applied), not once per invalidation.
+            log.error("memo_redis: invalidation of %r could not be sent to %s; it is kept, with "
+                      "any that follow, and applied once Redis answers (this process bypasses "
+                      "the cache until then; other processes may serve stale entries)",
+                      target, self._target)
         local = self._local
         if local is not None:
             local.clear()  # it may hold what the invalidation targets; lookups refill it later
@@ -430,18 +462,29 @@ class RedisCaching:
         try:
             with self._deferred_mutex:
                 pending = list(self._deferred.items())
+                calls = self._deferred_calls
             for item, seq in pending:
                 kind, target = item
                 if kind == "key":
-                    self._invalidate_one(target)
+                    self._invalidate_one(target, "apply")
                 else:
-                    self._invalidate_pattern(target)
+                    self._invalidate_pattern(target, "apply")
                 with self._deferred_mutex:
                     # Failed again meanwhile: that newer failure must be applied later too.
                     if self._deferred.get(item) == seq:
                         del self._deferred[item]
-            log.warning("memo_redis: applied %d invalidation(s) that had failed on %s",
-                        len(pending), self._target)
+            with self._deferred_mutex:
+                self._deferred_calls -= calls
+            if not pending:
+                return
+            if self._outage:
+                self._outage = False
+                log.warning("memo_redis: Redis at %s is back, caching resumed; applied %d "
+                            "invalidation(s) deferred during the outage (%d distinct)",
+                            self._target, calls, len(pending))
+            else:
+                log.warning("memo_redis: applied %d invalidation(s) that had failed on %s",
+                            calls, self._target)
         finally:
             self._applying.release()
 
@@ -536,19 +579,20 @@ class RedisCaching:
             await self._aexecute("lookup", self.async_client.sadd, layout.GROUPS_KEY, group)
             self._groups.add(group)
 
-    def _parse_lookup(self, key: str, raws: list[bytes | None], fingerprint: bytes | None
-                      ) -> Lookup:
-        generations = raws[:-2]
+    def _parse_lookup(self, key: str, raws: list[bytes | None], fingerprint: bytes | None,
+                      fence: bytes | None = None) -> Lookup:
+        """``raws`` is what a lookup reads: the generations, then the value."""
+        generations = raws[:-1]
         value, env = self._decode(key, raws[-1], generations, fingerprint)
-        return Lookup(value, generations, raws[-2], env)
+        return Lookup(value, generations, fence, env)
 
     def lookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
-        """Read ``key`` and the generations guarding it in one round trip.
+        """Read ``key`` and the generations guarding it in one round trip (an MGET).
 
-        On a miss whose generations do not exist yet (a new or flushed server), they are created
-        first, so a later store is checked against real tokens: an invalidation lost with a
-        restarted server can then never let an earlier computation store.
-        Raises :class:`CacheUnavailable` on failure (callers decide whether to fail open).
+        A value is served only if its stamp matches the generations read with it (and its
+        fingerprint ``fingerprint``, when given). Raises :class:`CacheUnavailable` on failure
+        (callers decide whether to fail open). A computation must :meth:`claim` (or :meth:`arm`) the
+        entry before it runs: a store is checked against what the claim observed.
         """
         if self.layout.tagged:
             self._register_group(key)
@@ -556,14 +600,7 @@ class RedisCaching:
             "lookup", self.client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        look = self._parse_lookup(key, raws, fingerprint)
-        if look.value is MISS and None in look.generations:
-            gen_keys = list(self.layout.generation_keys(key))
-            look.generations = list(self._execute(
-                "lookup", _INIT_GENERATIONS.run, self.client, gen_keys,
-                [envelope.new_token() for _ in gen_keys],
-            ))
-        return look
+        return self._parse_lookup(key, raws, fingerprint)
 
     async def alookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
         """Async :meth:`lookup`."""
@@ -573,14 +610,7 @@ class RedisCaching:
             "lookup", self.async_client.execute_command, "MGET", *self._lookup_keys(key),
             NEVER_DECODE=True,
         )
-        look = self._parse_lookup(key, raws, fingerprint)
-        if look.value is MISS and None in look.generations:
-            gen_keys = list(self.layout.generation_keys(key))
-            look.generations = list(await self._aexecute(
-                "lookup", _INIT_GENERATIONS.arun, self.async_client, gen_keys,
-                [envelope.new_token() for _ in gen_keys],
-            ))
-        return look
+        return self._parse_lookup(key, raws, fingerprint)
 
     def lookup_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[Lookup]:
         """:meth:`lookup` for many (key, fingerprint) pairs in one round trip (a pipeline)."""
@@ -588,29 +618,10 @@ class RedisCaching:
             for key, _ in items:
                 self._register_group(key)
         raws = self._execute("lookup", self._pipelined_lookups, [key for key, _ in items])
-        looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
-        self._init_missing_generations(items, looks)
-        return looks
+        return [self._parse_lookup(key, r, fp)
+                for (key, fp), r in zip(items, raws, strict=True)]
 
-    def _init_missing_generations(self, items: Sequence[tuple[str, bytes | None]],
-                                  looks: list[Lookup]) -> None:
-        """Create the generations batch lookups found missing (a new or flushed server), once
-        per scope and all in one round trip."""
-        wanted: dict[tuple[str, ...], list[Lookup]] = {}
-        for (key, _), look in zip(items, looks, strict=True):
-            if look.value is MISS and None in look.generations:
-                wanted.setdefault(tuple(self.layout.generation_keys(key)), []).append(look)
-        if not wanted:
-            return
-        calls = [(list(keys), [envelope.new_token() for _ in keys]) for keys in wanted]
-        created = self._execute("lookup", self._pipeline_scripts, _INIT_GENERATIONS, calls)
-        for missing, generations in zip(wanted.values(), created, strict=True):
-            tokens = [g.encode() if isinstance(g, str) else g for g in generations]
-            for look in missing:
-                look.generations = list(tokens)
-
-    async def alookup_many(self, items: Sequence[tuple[str, bytes | None]]
-                           ) -> list[Lookup]:
+    async def alookup_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[Lookup]:
         """Async :meth:`lookup_many`."""
         if self.layout.tagged:
             for key, _ in items:
@@ -620,10 +631,104 @@ class RedisCaching:
         for key, _ in items:
             queue("MGET", *self._lookup_keys(key), NEVER_DECODE=True)
         raws = await self._aexecute("lookup", pipe.execute)
-        looks = [self._parse_lookup(key, r, fp) for (key, fp), r in zip(items, raws, strict=True)]
-        if any(look.value is MISS and None in look.generations for look in looks):
-            await asyncio.to_thread(self._init_missing_generations, items, looks)
-        return looks
+        return [self._parse_lookup(key, r, fp)
+                for (key, fp), r in zip(items, raws, strict=True)]
+
+    # -- claims: what a computation observes before it runs ---------------------------------
+
+    def _claim_call(self, key: str, seen: Lookup | None, token: bytes | None
+                    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of :data:`scripts.CLAIM`.
+
+        The lock is named after the state the caller expects (``seen``'s generations and fence;
+        a fresh proposal when it knows no fence yet) and is taken only under that state.
+        """
+        lay = self.layout
+        gen_keys = lay.generation_keys(key)
+        proposal = envelope.new_token()
+        fresh = [envelope.new_token() for _ in gen_keys]
+        value_key = lay.physical(key)
+        if token is None or seen is None:
+            lock, stamp, expected = value_key, b"", b""
+        else:
+            # What the caller expects to find: what it saw, or what this claim creates.
+            expected = seen.fence if seen.fence is not None else proposal
+            stamp = envelope.compute_stamp(
+                [g if g is not None else f for g, f in zip(seen.generations, fresh, strict=True)])
+            lock = lay.lock_key(key, stamp + expected[:8])
+        keys = [lock, *gen_keys, lay.fence_key(key), value_key]
+        args: list[Any] = [len(gen_keys), token or b"", self.lock_timeout_ms, expected, proposal,
+                           self.fence_ttl_ms, stamp, *fresh]
+        return keys, args
+
+    def _parse_claim(self, key: str, reply: list[Any], fingerprint: bytes | None) -> Claim:
+        outcome, state = reply
+        raws = [*state[:-2], state[-1]]
+        return Claim(outcome == 1, outcome == 0,
+                     self._parse_lookup(key, raws, fingerprint, state[-2]))
+
+    def is_refusal(self, error: CacheUnavailable) -> bool:
+        """True when Redis answered the call with an error (NOPERM, WRONGTYPE, OOM, READONLY,
+        a script error), False for an outage (connection, timeout, circuit open)."""
+        return not isinstance(error.__cause__, _INFRA_ERRORS)
+
+    def claim(self, key: str, seen: Lookup, token: bytes,
+              fingerprint: bytes | None = None) -> Claim:
+        """Before computing ``key``: arm its fence (and create missing generations), read it
+        again, and take the single-flight lock if the state is still the one ``seen`` names.
+
+        One round trip. ``claim.look`` is what the computation's store will be checked against
+        (its fence is always set); a hit there means a holder stored meanwhile. The lock is named
+        after ``seen``'s generations and fence (or a fresh fence this call proposes when ``seen``
+        has none), so callers after an invalidation never wait for a computation from before it.
+        """
+        if self.layout.tagged:
+            self._register_group(key)
+        keys, args = self._claim_call(key, seen, token)
+        reply = self._execute("lock", _CLAIM.run, self.client, keys, args)
+        return self._parse_claim(key, reply, fingerprint)
+
+    async def aclaim(self, key: str, seen: Lookup, token: bytes,
+                     fingerprint: bytes | None = None) -> Claim:
+        """Async :meth:`claim`."""
+        if self.layout.tagged:
+            await self._aregister_group(key)
+        keys, args = self._claim_call(key, seen, token)
+        reply = await self._aexecute("lock", _CLAIM.arun, self.async_client, keys, args)
+        return self._parse_claim(key, reply, fingerprint)
+
+    def arm(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        """:meth:`claim` without the lock, for a computation that runs without one
+        (``single_flight=False``, ``refresh()``, after ``lock_wait``): its store is then checked
+        against the returned lookup."""
+        if self.layout.tagged:
+            self._register_group(key)
+        keys, args = self._claim_call(key, None, None)
+        reply = self._execute("lock", _CLAIM.run, self.client, keys, args)
+        return self._parse_claim(key, reply, fingerprint).look
+
+    async def aarm(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        """Async :meth:`arm`."""
+        if self.layout.tagged:
+            await self._aregister_group(key)
+        keys, args = self._claim_call(key, None, None)
+        reply = await self._aexecute("lock", _CLAIM.arun, self.async_client, keys, args)
+        return self._parse_claim(key, reply, fingerprint).look
+
+    def arm_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[Lookup]:
+        """:meth:`arm` for many (key, fingerprint) pairs in one round trip (a pipeline)."""
+        if not items:
+            return []
+        calls = [self._claim_call(key, None, None) for key, _ in items]
+        replies = self._execute("lock", self._pipeline_scripts, _CLAIM, calls)
+        return [self._parse_claim(key, reply, fp).look
+                for (key, fp), reply in zip(items, replies, strict=True)]
+
+    async def aarm_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[Lookup]:
+        """Async :meth:`arm_many` (the pipeline runs in a worker thread)."""
+        return await asyncio.to_thread(self.arm_many, items)
+
+    # -- stores ------------------------------------------------------------------------------
 
     def _store_calls(self, entries: list[tuple[str, Any, int | None, Lookup, bytes]]
                      ) -> list[tuple[list[str], list[Any]]]:
@@ -678,7 +783,6 @@ class RedisCaching:
                     ) -> tuple[list[str], list[Any]]:
         lay = self.layout
         gens = lay.generation_keys(key)
-        n = len(gens)
         lock = lay.lock_key(key, stamp) if token is not None and stamp is not None else ""
         index = lay.index_key(key)
         value_key = lay.physical(key)
@@ -686,27 +790,27 @@ class RedisCaching:
         ttl_s = 0 if ttl_ms is None else -(-ttl_ms // 1000)
         mode = ("c" if seen is not None else "u") + ("p" if random.random() < _PRUNE_RATE else "")
         args: list[Any] = [
-            n, mode, parts[0], parts[1], ttl_ms or 0,
+            len(gens), mode, parts[0], parts[1], ttl_ms or 0,
             token or b"", (seen.fence or b"") if seen is not None else b"", ttl_s if index else -1,
         ]
         if not index:
             keys[-1] = ""
         if seen is not None:
             args.extend(g or b"" for g in seen.generations)
-            if None not in seen.generations:
-                return keys, args
         else:
-            args.extend(b"" for _ in range(n))
-        args.extend(envelope.new_token() for _ in range(n))
+            args.extend(envelope.new_token() for _ in gens)
         return keys, args
 
     def store(self, key: str, value: Any, ttl_ms: int | None, *, seen: Lookup | None = None,
               fingerprint: bytes | None = None, token: bytes | None = None,
               early: tuple[int, int] | None = None) -> bool:
-        """Store ``value`` at ``key``; with ``seen``, only if no invalidation happened since.
+        """Store ``value`` at ``key``; with ``seen`` (a :meth:`claim` or :meth:`arm` result),
+        only if no invalidation happened since: its fence and generations must still be there,
+        unchanged.
 
         Returns False when refused or too large. Raises :class:`SerializationError` for a value
-        that cannot be encoded, :class:`CacheUnavailable` on failure.
+        that cannot be encoded, :class:`CacheUnavailable` on failure (including a store Redis
+        refused with an error: the caller releases its lock).
         """
         parts = self._encode(value, fingerprint, early)
         if parts is None:
@@ -732,44 +836,8 @@ class RedisCaching:
                                       token, stamp)
         return bool(await self._aexecute("store", _STORE.arun, self.async_client, keys, args))
 
-    def try_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
-        """Take the single-flight lock of ``key`` (SET NX PX); True when this caller holds it."""
-        lock = self.layout.lock_key(key, _stamp_of(seen))
-        return bool(self._execute(
-            "lock", self.client.execute_command, "SET", lock, token, "NX", "PX",
-            self.lock_timeout_ms,
-        ))
-
-    async def atry_lock(self, key: str, seen: Lookup, token: bytes) -> bool:
-        """Async :meth:`try_lock`."""
-        lock = self.layout.lock_key(key, _stamp_of(seen))
-        return bool(await self._aexecute(
-            "lock", self.async_client.execute_command, "SET", lock, token, "NX", "PX",
-            self.lock_timeout_ms,
-        ))
-
-    def lock_and_lookup(self, key: str, seen: Lookup, token: bytes,
-                        fingerprint: bytes | None = None) -> Lookup | None:
-        """Take the single-flight lock and read the entry again in one round trip.
-
-        None when another caller holds the lock; else what a lookup sees now (a hit means a
-        holder stored just before: release the lock and use it).
-        """
-        keys = [self.layout.lock_key(key, _stamp_of(seen)), *self._lookup_keys(key)]
-        raws = self._execute("lock", _LOCK_AND_READ.run, self.client, keys,
-                             [token, self.lock_timeout_ms])
-        return None if raws is None else self._parse_lookup(key, raws, fingerprint)
-
-    async def alock_and_lookup(self, key: str, seen: Lookup, token: bytes,
-                               fingerprint: bytes | None = None) -> Lookup | None:
-        """Async :meth:`lock_and_lookup`."""
-        keys = [self.layout.lock_key(key, _stamp_of(seen)), *self._lookup_keys(key)]
-        raws = await self._aexecute("lock", _LOCK_AND_READ.arun, self.async_client, keys,
-                                    [token, self.lock_timeout_ms])
-        return None if raws is None else self._parse_lookup(key, raws, fingerprint)
-
     def lock_held(self, key: str, seen: Lookup) -> bool:
-        """Is the single-flight lock of ``key`` (under ``seen``'s generations) held?"""
+        """Is the single-flight lock of ``key`` under ``seen`` (a claim's lookup) held?"""
         lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(self._execute("lock", self.client.execute_command, "EXISTS", lock))
 
@@ -778,17 +846,25 @@ class RedisCaching:
         lock = self.layout.lock_key(key, _stamp_of(seen))
         return bool(await self._aexecute("lock", self.async_client.execute_command, "EXISTS", lock))
 
-    def release(self, key: str, seen: Lookup, token: bytes) -> None:
-        """Release a lock this caller holds (compare-and-delete); errors are ignored."""
-        with contextlib.suppress(CacheUnavailable):
-            self._execute("unlock", _RELEASE.run, self.client,
-                          [self.layout.lock_key(key, _stamp_of(seen))], [token])
+    def _release_call(self, key: str, seen: Lookup, token: bytes, drop_fence: bool
+                      ) -> tuple[list[str], list[Any]]:
+        fence = seen.fence if drop_fence and seen.fence is not None else b""
+        return ([self.layout.lock_key(key, _stamp_of(seen)), self.layout.fence_key(key)],
+                [token, fence])
 
-    async def arelease(self, key: str, seen: Lookup, token: bytes) -> None:
-        """Async :meth:`release`."""
+    def release(self, key: str, seen: Lookup, token: bytes, *, drop_fence: bool = True) -> None:
+        """Release a lock this caller holds (compare-and-delete), and the fence it armed when
+        it still holds ``seen``'s token (its result is not stored); errors are ignored."""
+        keys, args = self._release_call(key, seen, token, drop_fence)
         with contextlib.suppress(CacheUnavailable):
-            await self._aexecute("unlock", _RELEASE.arun, self.async_client,
-                                 [self.layout.lock_key(key, _stamp_of(seen))], [token])
+            self._execute("unlock", _RELEASE.run, self.client, keys, args)
+
+    async def arelease(self, key: str, seen: Lookup, token: bytes, *,
+                       drop_fence: bool = True) -> None:
+        """Async :meth:`release`."""
+        keys, args = self._release_call(key, seen, token, drop_fence)
+        with contextlib.suppress(CacheUnavailable):
+            await self._aexecute("unlock", _RELEASE.arun, self.async_client, keys, args)
 
     # -- the public key/value API ----------------------------------------------------------
 
@@ -870,14 +946,14 @@ class RedisCaching:
                                      *(lay.physical(key) for key in keys), NEVER_DECODE=True)
                 gen_values = dict(zip(gen_keys, raws[: len(gen_keys)], strict=True))
                 lookups = [
-                    [*(gen_values[g] for g in lay.generation_keys(key)), None, raw]
+                    [*(gen_values[g] for g in lay.generation_keys(key)), raw]
                     for key, raw in zip(keys, raws[len(gen_keys):], strict=True)
                 ]
         except CacheUnavailable as error:
             return self._fail_open(error, strict, {})
         found: dict[str, Any] = {}
         for key, raws_of_key in zip(keys, lookups, strict=True):
-            value, _ = self._decode(key, raws_of_key[-1], raws_of_key[:-2], None)
+            value, _ = self._decode(key, raws_of_key[-1], raws_of_key[:-1], None)
             if value is not MISS:
                 found[key] = value
         return found
@@ -924,7 +1000,7 @@ class RedisCaching:
             if load:
                 queue("SCRIPT", "LOAD", script.source)
             for keys, args in calls:
-                queue("EVALSHA", script.sha, len(keys), *keys, *args)
+                queue("EVALSHA", script.sha, len(keys), *keys, *args, NEVER_DECODE=True)
             results = list(pipe.execute(raise_on_error=False))
             if load:
                 del results[0]
@@ -953,9 +1029,15 @@ class RedisCaching:
           through the prefix's index set (O(matches); it holds the entries memo_redis wrote, so
           keys written by other clients are then left to expire).
         * any other glob (``sql:us*``, ``*:users:*``): SCAN + UNLINK of the matching keys
-          (O(keyspace)), after fencing every matching entry whose computation holds a
-          single-flight lock, so that computation cannot store a value read before this call.
+          (O(keyspace)), after deleting the fence of every matching computation in flight (each
+          arms one before it runs), so none can store a value read before this call.
         * a pattern without wildcards invalidates that one key (:meth:`invalidate_key`).
+
+        Patterns in memo_redis's own ``__memo__:`` namespace are refused (``ValueError``);
+        ``*`` never deletes those keys. While the circuit breaker is open, or when Redis cannot
+        be reached, the invalidation is kept and applied before this process next reads or
+        writes the cache (it bypasses the cache until then); it returns 0 (``strict=True``:
+        raises :class:`CacheUnavailable`).
         """
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__} {pattern!r}")
@@ -963,67 +1045,71 @@ class RedisCaching:
             raise ValueError("pattern must be a non-empty glob such as 'sql:users:*', got ''")
         if not is_glob(pattern):
             return self.invalidate_key(glob_unescape(pattern), strict=strict)
+        _check_pattern(pattern)
+        self._flush_deferred()
         try:
-            return self._invalidate_pattern(pattern)
+            return self._invalidate_pattern(pattern, "invalidate")
         except CacheUnavailable as error:
             self._defer("pattern", pattern)
-            log.error("memo_redis: invalidation of %r failed; other processes may serve stale "
-                      "entries until they expire (this one bypasses the cache until it is "
-                      "applied): %s", pattern, error)
             return self._fail_open(error, strict, 0)
 
-    def _invalidate_pattern(self, pattern: str) -> int:
+    def _flush_deferred(self) -> None:
+        """Before an invalidation, apply the ones kept earlier once Redis lets calls through (a
+        process that only writes would otherwise never apply them)."""
+        if self._deferred and self.breaker.allow():
+            with contextlib.suppress(CacheUnavailable):
+                self._apply_deferred("invalidate")
+
+    def _invalidate_pattern(self, pattern: str, op: str) -> int:
         """The work of :meth:`invalidate` for a glob; raises :class:`CacheUnavailable`."""
         prefix = literal_prefix(pattern)
         whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
         if whole:
-            self._execute("invalidate", self._bump, prefix)
-            return self._execute("invalidate", self._unlink_prefix, pattern, prefix)
-        self._execute("invalidate", self._fence_in_flight, pattern, prefix)
-        return self._execute("invalidate", self._unlink_scanned, pattern)
+            self._execute(op, self._bump, prefix)
+            return self._execute(op, self._unlink_prefix, pattern, prefix)
+        self._execute(op, self._unfence_matching, pattern)
+        return self._execute(op, self._unlink_scanned, pattern)
 
-    def _invalidate_one(self, key: str) -> int:
+    def _invalidate_one(self, key: str, op: str) -> int:
         """The work of :meth:`invalidate_key`; raises :class:`CacheUnavailable`."""
         return int(self._execute(
-            "invalidate", _INVALIDATE_ONE.run, self.client,
-            [self.layout.physical(key), self.layout.fence_key(key)],
-            [envelope.new_token(), self.fence_ttl_ms],
+            op, _INVALIDATE_ONE.run, self.client,
+            [self.layout.physical(key), self.layout.fence_key(key)], [],
         ))
 
     def invalidate_key(self, key: str, *, strict: bool | None = None) -> int:
         """Invalidate one entry (race-free: in-flight computations of it are fenced off).
 
-        Returns 1 when a live entry was deleted, else 0.
+        Returns 1 when a live entry was deleted, else 0. Kept for later, like
+        :meth:`invalidate`, while Redis is unavailable.
         """
         _check_key(key)
+        self._flush_deferred()
         try:
-            return self._invalidate_one(key)
+            return self._invalidate_one(key, "invalidate")
         except CacheUnavailable as error:
             self._defer("key", key)
-            log.error("memo_redis: invalidation of %r failed; other processes may serve a stale "
-                      "entry until it expires (this one bypasses it until it is applied): %s",
-                      key, error)
             return self._fail_open(error, strict, 0)
 
     async def ainvalidate_key(self, key: str, *, strict: bool | None = None) -> int:
         """Async :meth:`invalidate_key`."""
         _check_key(key)
+        if self._deferred:
+            await asyncio.to_thread(self._flush_deferred)
         try:
             return int(await self._aexecute(
                 "invalidate", _INVALIDATE_ONE.arun, self.async_client,
-                [self.layout.physical(key), self.layout.fence_key(key)],
-                [envelope.new_token(), self.fence_ttl_ms],
+                [self.layout.physical(key), self.layout.fence_key(key)], [],
             ))
         except CacheUnavailable as error:
             self._defer("key", key)
-            log.error("memo_redis: invalidation of %r failed; other processes may serve a stale "
-                      "entry until it expires (this one bypasses it until it is applied): %s",
-                      key, error)
             return self._fail_open(error, strict, 0)
 
     def _bump(self, prefix: str) -> None:
         """Replace the generation(s) invalidating ``prefix:*`` takes effect through.
 
+        Entries stamped with the old token are misses at once, and computations that observed
+        it are refused (an evicted token is recreated fresh by the next claim: never the old one).
         On Redis Cluster, ``sql:*`` and ``*`` replace one copy per group (table) under the prefix,
         as listed in the groups registry: O(groups), one pipelined round trip per primary.
         """
@@ -1139,26 +1225,29 @@ class RedisCaching:
                 break
         return deleted
 
-    def _fence_in_flight(self, pattern: str, prefix: str) -> int:
-        """Fence the entries matching ``pattern`` that a computation holds a lock for."""
-        # A lock is __memo__:lock:<stamp>:<key> and stamps hold no ':', so every lock of a
-        # matching key matches this (wider) glob; the exact test is done here.
-        match = _LOCK_PREFIX + "*:" + pattern
-        keys: dict[bytes, None] = {}
-        for lock in self._scan(match):
-            name = lock[len(_LOCK_PREFIX):]
-            if name.startswith(b"{"):  # cluster layout: {group}<stamp>:<key>
-                name = name[name.find(b"}") + 1:]
-            key = name.partition(b":")[2]
-            if matches(pattern, key):
-                keys[key] = None
-        if keys:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                fence = self.layout.fence_key(key.decode("utf-8", "surrogateescape"))
-                pipe.set(fence, envelope.new_token(), px=self.fence_ttl_ms)
-            pipe.execute()
-        return len(keys)
+    def _unfence_matching(self, pattern: str) -> int:
+        """Delete the fence of every entry matching ``pattern``: each computation in flight armed
+        one before its body ran, so none of them can store afterwards."""
+        lay = self.layout
+        # Fences are __memo__:fence:<key> (cluster layout: __memo__:fence:{group}|<key>); the
+        # exact test is done here, on the logical key.
+        match = _FENCE_PREFIX + ("*|" if lay.tagged else "") + pattern
+        fences: list[bytes] = []
+        deleted = 0
+        for fence in self._scan(match):
+            name = fence[len(_FENCE_PREFIX.encode()):]
+            if lay.tagged:
+                if not name.startswith(b"{"):
+                    continue
+                name = name[name.find(b"}|") + 2:]
+            if matches(pattern, name):
+                fences.append(fence)
+                if len(fences) >= self.scan_count:
+                    deleted += self._unlink(fences)
+                    fences.clear()
+        if fences:
+            deleted += self._unlink(fences)
+        return deleted
 
     async def ainvalidate(self, pattern: str, *, strict: bool | None = None) -> int:
         """Async :meth:`invalidate`: runs the blocking scan in a worker thread."""
@@ -1264,5 +1353,21 @@ def _check_key(key: object) -> None:
         raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
     if not key:
         raise ValueError("key must be a non-empty str, got ''")
+    if key.startswith(layout.INTERNAL_PREFIX):
+        raise ConfigError(
+            f"key {key!r} is in the {layout.INTERNAL_PREFIX!r} namespace, reserved for "
+            "memo_redis's bookkeeping (generations, fences, locks, indexes): use another key"
+        )
+
+
+def _check_pattern(pattern: str) -> None:
+    """Refuse a glob whose literal start is in the reserved ``__memo__:`` namespace."""
+    head = literal_prefix(pattern)
+    if head == layout.INTERNAL_PREFIX[:-1] or head.startswith(layout.INTERNAL_PREFIX):
+        raise ConfigError(
+            f"pattern {pattern!r} is in the {layout.INTERNAL_PREFIX!r} namespace, reserved for "
+            "memo_redis's bookkeeping (generations, fences, locks, indexes); '*' never deletes "
+            "those keys"
+        )
 
 

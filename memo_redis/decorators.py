@@ -23,7 +23,7 @@ import wrapt
 
 from . import envelope
 from .context import caching_disabled, get_default_cache
-from .core import MISS, Lookup, RedisCaching
+from .core import MISS, Claim, Lookup, RedisCaching
 from .exceptions import CacheUnavailable, ConfigError
 from .flight import AsyncFlights, Flights
 from .keys import (
@@ -167,6 +167,9 @@ class _Plan:
         self.home_module = raw.__module__
         self.home_qualname = home if home and not home.endswith(">") else None
         self.prefix = prefix
+        self.accept_plain = False
+        """Serve a plain (non-envelope) value found at a key: only the seed's SQL reader does;
+        decorated functions write envelopes and treat anything else as a miss."""
         self.template = (
             KeyTemplate(prefix, self.plain.parameters, owner=self.owner) if prefix else None
         )
@@ -349,6 +352,10 @@ class _Cached:
                 stored = cache.store(key, result, ttl_ms, seen=look, fingerprint=fingerprint,
                                      token=token, early=self.early(ttl_ms, round(elapsed * 1000)))
         except CacheUnavailable as error:
+            # A store Redis refused (NOPERM, WRONGTYPE, a script error) must not leave the lock
+            # to expire under the waiters; after an outage the release would only time out too.
+            if token is not None and cache.is_refusal(error):
+                cache.release(key, look, token)
             self.failed(cache, error)
             return
         except BaseException:
@@ -373,6 +380,8 @@ class _Cached:
                     early=self.early(ttl_ms, round(elapsed * 1000)),
                 )
         except CacheUnavailable as error:
+            if token is not None and cache.is_refusal(error):
+                await cache.arelease(key, look, token)
             self.failed(cache, error)
             return
         except BaseException:
@@ -383,6 +392,22 @@ class _Cached:
             self.stats.count("stores")
         elif token is not None:
             await cache.arelease(key, look, token)
+
+    def enveloped(self, cache: RedisCaching, key: str, look: Lookup) -> Lookup:
+        """``look``, with a plain value (not an envelope) taken as a miss: decorated functions
+        only write envelopes, so a plain value at their key was put there by someone else and
+        has neither stamp nor fingerprint to check. (The seed's SQL reader serves plain JSON.)"""
+        if look.envelope is not None or look.value is MISS or self.plan.accept_plain:
+            return look
+        cache._warn_key(key, "is not a memo_redis envelope (decorated functions write only "
+                        "envelopes)")
+        return Lookup(MISS, look.generations, look.fence, None)
+
+    def broken(self, cache: RedisCaching, key: str) -> None:
+        """A claim could not arm ``key`` (a bookkeeping key of the wrong type): run uncached."""
+        self.stats.count("errors")
+        cache._warn_key(key, "has bookkeeping keys of the wrong type (its fence or generations "
+                        "cannot be set); calls of it run uncached")
 
     # -- sync -----------------------------------------------------------------------------------
 
@@ -400,7 +425,7 @@ class _Cached:
                 return value
             epoch = local.epoch()
         try:
-            look = cache.lookup(key, fingerprint)
+            look = self.enveloped(cache, key, cache.lookup(key, fingerprint))
         except CacheUnavailable as error:
             self.failed(cache, error)
             return wrapped(*args, **kwargs)
@@ -413,51 +438,87 @@ class _Cached:
             return look.value
         self.stats.count("misses")
         if not self.single_flight:
-            started = time.monotonic()
-            result = wrapped(*args, **kwargs)
-            self.store(cache, key, fingerprint, look, result, started, None)
-            return result
+            return self.compute_armed(cache, key, fingerprint, wrapped, args, kwargs)
         # One deadline for both layers: a thread that waited lock_wait for another thread must
         # not then wait lock_wait again for the Redis lock.
         deadline = time.monotonic() + cache.lock_wait
-        return self.flights.run(
-            (key, _flight_id(look)), cache.lock_wait,
-            lambda: self.fill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline),
-        )
+        return self.fill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline)
 
     def fill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
              wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              deadline: float) -> Any:
-        """Compute under the cross-process lock, or wait (until ``deadline``) for its holder's
-        result."""
+        """Claim the entry (arm its fence, try the cross-process lock), then compute under the
+        lock, or join (until ``deadline``) the computation of the state the claim observed."""
         token = envelope.new_token()
+        try:
+            claim = cache.claim(key, look, token, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return wrapped(*args, **kwargs)
+        got = self.enveloped(cache, key, claim.look)
+        if got.value is not MISS:  # a holder stored between our lookup and our claim
+            if claim.taken:
+                cache.release(key, got, token)
+            return got.value
+        if claim.taken:
+            return self.flights.lead(
+                (key, *_flight_id(got)),
+                lambda: self.compute(cache, key, fingerprint, got, wrapped, args, kwargs, token),
+            )
+        if not _armed(got):
+            self.broken(cache, key)
+            return wrapped(*args, **kwargs)
+        return self.flights.run(
+            (key, *_flight_id(got)), max(0.0, deadline - time.monotonic()),
+            lambda: self.wait_turn(cache, key, fingerprint, got, wrapped, args, kwargs, token,
+                                   deadline, claim.held),
+        )
+
+    def wait_turn(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                  wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  token: bytes, deadline: float, held: bool) -> Any:
+        """Wait for the lock holder of ``look``'s state (``held``: it was found holding it):
+        claim again until a value is stored, the lock is ours, or ``deadline`` passes (then
+        compute without the lock, against the fence ``look`` observed)."""
         delay = 0.002
+        moves = 0
         while True:
+            if held or moves >= _MAX_MOVES:
+                moves = 0
+                if time.monotonic() + delay > deadline:
+                    return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs,
+                                        None)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
             try:
-                # The lock comes with a fresh read: a previous holder may have stored and
-                # released between our lookup and our lock, and the body must not run twice.
-                again = cache.lock_and_lookup(key, look, token, fingerprint)
-                if again is not None:
-                    if again.value is not MISS:
-                        cache.release(key, look, token)
-                        return again.value
-                    return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+                claim = cache.claim(key, look, token, fingerprint)
             except CacheUnavailable as error:
                 self.failed(cache, error)
                 return wrapped(*args, **kwargs)
-            if time.monotonic() + delay > deadline:
-                return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            try:
-                again = cache.lookup(key, fingerprint)
-                if again.value is not MISS:
-                    return again.value
-                if _flight_id(again) != _flight_id(look):
-                    look = again  # invalidated meanwhile: compete under the new generations
-            except CacheUnavailable as error:
-                self.failed(cache, error)
+            got = self.enveloped(cache, key, claim.look)
+            if got.value is not MISS:
+                if claim.taken:
+                    cache.release(key, got, token)
+                return got.value
+            if claim.taken:
+                return self.compute(cache, key, fingerprint, got, wrapped, args, kwargs, token)
+            if not _armed(got):
+                self.broken(cache, key)
                 return wrapped(*args, **kwargs)
+            # Not held: the state moved (invalidated meanwhile, or the fence was re-armed);
+            # claim again at once under the new one.
+            held, moves, look = claim.held, moves + (not claim.held), got
+
+    def compute_armed(self, cache: RedisCaching, key: str, fingerprint: bytes,
+                      wrapped: Callable[..., Any], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        """Arm the entry (no lock), run the body, store against what was armed."""
+        try:
+            look = cache.arm(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return wrapped(*args, **kwargs)
+        return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
 
     def compute(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                 wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -477,25 +538,20 @@ class _Cached:
                       kwargs: dict[str, Any]) -> Any:
         token = envelope.new_token()
         try:
-            acquired = cache.try_lock(key, look, token)
+            claim: Claim | None = cache.claim(key, look, token, fingerprint)
         except CacheUnavailable:
-            acquired = False
-        if not acquired:
+            claim = None
+        if claim is None or not claim.taken:
             self.stats.count("hits")
             return look.value
         self.stats.count("misses")
-        return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+        return self.compute(cache, key, fingerprint, claim.look, wrapped, args, kwargs, token)
 
     def refresh(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
         cache = _resolve(self.cache)
         key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
-        try:
-            look = cache.lookup(key, fingerprint)
-        except CacheUnavailable as error:
-            self.failed(cache, error)
-            return wrapped(*args, **kwargs)
-        return self.compute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
+        return self.compute_armed(cache, key, fingerprint, wrapped, args, kwargs)
 
     # -- async ------------------------------------------------------------------------------------
 
@@ -513,7 +569,7 @@ class _Cached:
                 return value
             epoch = local.epoch()
         try:
-            look = await cache.alookup(key, fingerprint)
+            look = self.enveloped(cache, key, await cache.alookup(key, fingerprint))
         except CacheUnavailable as error:
             self.failed(cache, error)
             return await wrapped(*args, **kwargs)
@@ -529,49 +585,83 @@ class _Cached:
             return look.value
         self.stats.count("misses")
         if not self.single_flight:
-            started = time.monotonic()
-            result = await wrapped(*args, **kwargs)
-            await self.astore(cache, key, fingerprint, look, result, started, None)
-            return result
+            return await self.acompute_armed(cache, key, fingerprint, wrapped, args, kwargs)
         deadline = time.monotonic() + cache.lock_wait
-        return await self.aflights.run(
-            (key, _flight_id(look)), cache.lock_wait,
-            lambda: self.afill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline),
-        )
+        return await self.afill(cache, key, fingerprint, look, wrapped, args, kwargs, deadline)
 
     async def afill(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                     wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                     kwargs: dict[str, Any], deadline: float) -> Any:
+        token = envelope.new_token()
+        try:
+            claim = await cache.aclaim(key, look, token, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return await wrapped(*args, **kwargs)
+        got = self.enveloped(cache, key, claim.look)
+        if got.value is not MISS:
+            if claim.taken:
+                await cache.arelease(key, got, token)
+            return got.value
+        if claim.taken:
+            return await self.aflights.lead(
+                (key, *_flight_id(got)),
+                lambda: self.acompute(cache, key, fingerprint, got, wrapped, args, kwargs, token),
+            )
+        if not _armed(got):
+            self.broken(cache, key)
+            return await wrapped(*args, **kwargs)
+        return await self.aflights.run(
+            (key, *_flight_id(got)), max(0.0, deadline - time.monotonic()),
+            lambda: self.await_turn(cache, key, fingerprint, got, wrapped, args, kwargs, token,
+                                    deadline, claim.held),
+        )
+
+    async def await_turn(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
+                         wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                         kwargs: dict[str, Any], token: bytes, deadline: float,
+                         held: bool) -> Any:
+        """Async :meth:`wait_turn`."""
         import asyncio
 
-        token = envelope.new_token()
         delay = 0.002
+        moves = 0
         while True:
-            try:
-                again = await cache.alock_and_lookup(key, look, token, fingerprint)
-                if again is not None:
-                    if again.value is not MISS:
-                        await cache.arelease(key, look, token)
-                        return again.value
+            if held or moves >= _MAX_MOVES:
+                moves = 0
+                if time.monotonic() + delay > deadline:
                     return await self.acompute(cache, key, fingerprint, look, wrapped, args,
-                                               kwargs, token)
-            except CacheUnavailable as error:
-                self.failed(cache, error)
-                return await wrapped(*args, **kwargs)
-            if time.monotonic() + delay > deadline:
-                return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs,
-                                           None)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+                                               kwargs, None)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
             try:
-                again = await cache.alookup(key, fingerprint)
-                if again.value is not MISS:
-                    return again.value
-                if _flight_id(again) != _flight_id(look):
-                    look = again
+                claim = await cache.aclaim(key, look, token, fingerprint)
             except CacheUnavailable as error:
                 self.failed(cache, error)
                 return await wrapped(*args, **kwargs)
+            got = self.enveloped(cache, key, claim.look)
+            if got.value is not MISS:
+                if claim.taken:
+                    await cache.arelease(key, got, token)
+                return got.value
+            if claim.taken:
+                return await self.acompute(cache, key, fingerprint, got, wrapped, args, kwargs,
+                                           token)
+            if not _armed(got):
+                self.broken(cache, key)
+                return await wrapped(*args, **kwargs)
+            held, moves, look = claim.held, moves + (not claim.held), got
+
+    async def acompute_armed(self, cache: RedisCaching, key: str, fingerprint: bytes,
+                             wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                             kwargs: dict[str, Any]) -> Any:
+        """Async :meth:`compute_armed`."""
+        try:
+            look = await cache.aarm(key, fingerprint)
+        except CacheUnavailable as error:
+            self.failed(cache, error)
+            return await wrapped(*args, **kwargs)
+        return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
 
     async def acompute(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                        wrapped: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
@@ -591,25 +681,21 @@ class _Cached:
                              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         token = envelope.new_token()
         try:
-            acquired = await cache.atry_lock(key, look, token)
+            claim: Claim | None = await cache.aclaim(key, look, token, fingerprint)
         except CacheUnavailable:
-            acquired = False
-        if not acquired:
+            claim = None
+        if claim is None or not claim.taken:
             self.stats.count("hits")
             return look.value
         self.stats.count("misses")
-        return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, token)
+        return await self.acompute(cache, key, fingerprint, claim.look, wrapped, args, kwargs,
+                                   token)
 
     async def arefresh(self, wrapped: Callable[..., Awaitable[Any]], instance: Any,
                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         cache = _resolve(self.cache)
         key, fingerprint = self.plan.derive(cache, instance, args, kwargs)
-        try:
-            look = await cache.alookup(key, fingerprint)
-        except CacheUnavailable as error:
-            self.failed(cache, error)
-            return await wrapped(*args, **kwargs)
-        return await self.acompute(cache, key, fingerprint, look, wrapped, args, kwargs, None)
+        return await self.acompute_armed(cache, key, fingerprint, wrapped, args, kwargs)
 
 
 _Call = tuple[Any, tuple[Any, ...], dict[str, Any]]
@@ -642,6 +728,7 @@ class _Batch:
         """Record the hits; return the distinct calls that must run, in order."""
         to_run: list[_Call] = []
         for call, (key, _), look in zip(self.prepared, self.derived, looks, strict=True):
+            look = self.core.enveloped(self.cache, key, look)
             if look.value is not MISS:
                 self.core.stats.count("hits")
                 self.values[key] = look.value
@@ -650,6 +737,15 @@ class _Batch:
                 self.looks[key] = look
                 to_run.append(call)
         return to_run
+
+    def to_arm(self) -> list[tuple[str, bytes]]:
+        """The (key, fingerprint) of every miss: each is armed before its call runs."""
+        fingerprints = dict(self.derived)
+        return [(key, fingerprints[key]) for key in self.looks]
+
+    def armed(self, looks: list[Lookup]) -> None:
+        """Record what arming the misses observed: their stores are checked against it."""
+        self.looks = dict(zip(self.looks, looks, strict=True))
 
     def settle(self, ran: list[_Call], results: list[Any]
                ) -> list[tuple[str, Any, int | None, Lookup, bytes]]:
@@ -683,6 +779,12 @@ def _many(core: _Cached, wrapped: Callable[..., Any], prepared: list[_Call]) -> 
     except CacheUnavailable as error:
         core.failed(cache, error)
         to_run = batch.uncached()
+    if batch.looks:
+        try:
+            batch.armed(cache.arm_many(batch.to_arm()))
+        except CacheUnavailable as error:
+            core.failed(cache, error)
+            batch.looks = {}  # run them, store nothing
     stores = batch.settle(to_run, [wrapped(*args, **kwargs) for _, args, kwargs in to_run])
     stored = 0
     if stores:
@@ -704,6 +806,12 @@ async def _amany(core: _Cached, wrapped: Callable[..., Awaitable[Any]],
     except CacheUnavailable as error:
         core.failed(cache, error)
         to_run = batch.uncached()
+    if batch.looks:
+        try:
+            batch.armed(await cache.aarm_many(batch.to_arm()))
+        except CacheUnavailable as error:
+            core.failed(cache, error)
+            batch.looks = {}
     stores = batch.settle(to_run, [await wrapped(*args, **kwargs) for _, args, kwargs in to_run])
     stored = 0
     if stores:
@@ -740,7 +848,17 @@ class Args:
 
 
 def _flight_id(look: Lookup) -> tuple[Any, ...]:
+    """The state a claim observed: a caller after an invalidation never observes the same."""
     return (*look.generations, look.fence)
+
+
+def _armed(look: Lookup) -> bool:
+    """Did the claim find its fence and generations set (else: bookkeeping of the wrong type)?"""
+    return look.fence is not None and None not in look.generations
+
+
+_MAX_MOVES = 3
+"""Claims retried at once while the observed state keeps moving, before waiting again."""
 
 
 class _BoundPickle(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]

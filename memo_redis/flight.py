@@ -1,7 +1,8 @@
 """In-process single-flight: concurrent callers of one key share one computation.
 
-The flight id includes the generations and fence the leader's lookup saw, so a caller whose lookup
-happened after an invalidation never joins a computation that started before it.
+The flight id includes the generations and the fence the caller's claim observed (a fence token
+present after an invalidation was created after it), so a caller whose claim happened after an
+invalidation never joins a computation that started before it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ class Flights:
                 return compute()
             result = future.result()
             return compute() if result is _INTERRUPTED else result
+        return self._lead(flight_id, future, compute)
+
+    def lead(self, flight_id: Hashable, compute: Callable[[], Any]) -> Any:
+        """Run ``compute`` now (its caller already holds the cross-process lock), letting later
+        callers of ``flight_id`` join it; when a flight of that id is already running (a caller
+        waiting for the lock), compute without joining it."""
+        with self._lock:
+            future = None
+            if flight_id not in self._running:
+                future = self._running[flight_id] = Future()
+        if future is None:
+            return compute()
+        return self._lead(flight_id, future, compute)
+
+    def _lead(self, flight_id: Hashable, future: Future[Any], compute: Callable[[], Any]) -> Any:
         try:
             result = compute()
         except Exception as exc:
@@ -94,6 +110,19 @@ class AsyncFlights:
                 return await compute()
             return future.result()
         future = running[flight_id] = loop.create_future()
+        return await self._lead(running, flight_id, future, compute)
+
+    async def lead(self, flight_id: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """Async :meth:`Flights.lead`."""
+        running = self._loops.get(asyncio.get_running_loop())
+        if running is not None and flight_id in running:
+            return await compute()
+        # No await before run() registers this task: it becomes the flight's leader.
+        return await self.run(flight_id, 0.0, compute)
+
+    @staticmethod
+    async def _lead(running: dict[Hashable, asyncio.Future[Any]], flight_id: Hashable,
+                    future: asyncio.Future[Any], compute: Callable[[], Awaitable[Any]]) -> Any:
         try:
             result = await compute()
         except Exception as exc:

@@ -5,8 +5,11 @@ For an entry ``sql:users:data:ab12`` (its *scope* is everything before the last 
 * generation tokens, one per ancestor scope: ``__memo__:gen:``, ``__memo__:gen:sql``,
   ``__memo__:gen:sql:users``, ``__memo__:gen:sql:users:data``; invalidating ``sql:users:*`` replaces
   ``__memo__:gen:sql:users``;
-* a fence ``__memo__:fence:sql:users:data:ab12``, set briefly when that one entry is invalidated;
-* the single-flight lock ``__memo__:lock:<stamp>:sql:users:data:ab12``;
+* a fence ``__memo__:fence:sql:users:data:ab12``, a random token armed (with a TTL) before a
+  computation of that entry runs; the computation's store needs it still there and unchanged, a
+  successful store deletes it, and invalidating the entry deletes it (with the entry);
+* the single-flight lock ``__memo__:lock:<stamp><fence>:sql:users:data:ab12``, named after the
+  generations and the fence its computation observed;
 * the index ``__memo__:idx:sql:users`` (the set of entries under the first two segments of the
   scope: one table or function), which makes removing the entries of one table cost O(entries),
   not O(keyspace).
@@ -114,8 +117,9 @@ class KeyLayout:
         return generation_keys(scope_of(key))
 
     def lookup_keys(self, key: str) -> list[str]:
-        """What a lookup reads in one MGET: the generations, the fence, the value."""
-        return [*self.generation_keys(key), self.fence_key(key), self.physical(key)]
+        """What a lookup reads in one MGET: the generations, then the value (a hit needs no
+        fence: the fence only guards a computation's store)."""
+        return [*self.generation_keys(key), self.physical(key)]
 
     def fence_key(self, key: str) -> str:
         """The fence of one entry."""

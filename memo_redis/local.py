@@ -2,9 +2,12 @@
 
 A dedicated connection subscribes to ``__redis__:invalidate`` and turns on
 ``CLIENT TRACKING ... REDIRECT <itself> BCAST`` for the key prefixes of the functions that use the
-local cache, plus memo_redis's generation and fence keys. Redis then pushes the name of every such
-key that changes or expires; a background thread drops the matching local entries (an invalidation
-of a scope drops every local entry), typically well under a millisecond after the write.
+local cache, plus memo_redis's generation keys. Redis then pushes the name of every such key that
+changes, expires or is evicted; a background thread drops the matching local entries (a change of
+a generation drops every local entry), typically well under a millisecond after the write.
+Invalidating one entry deletes its key, which is reported like any other change. (Fence keys are
+tracked too, but only count as a sign of life: a fence guards a computation's store, never a
+cached value.)
 
 Correctness rules:
 
@@ -396,6 +399,9 @@ class LocalCache:
         if keys is None:  # FLUSHALL / FLUSHDB
             self.clear()
             return
+        keys = [raw for raw in keys if not raw.startswith(_FENCE)]
+        if not keys:
+            return  # fences change on every miss and store; cached values do not depend on them
         with self._lock:
             self._epoch += 1
             for raw in keys:
@@ -403,9 +409,7 @@ class LocalCache:
                     self._entries.clear()
                     self._bytes = 0
                     return
-                key = (raw[len(_FENCE):] if raw.startswith(_FENCE) else raw).decode(
-                    "utf-8", "surrogateescape")
-                entry = self._entries.pop(key, None)
+                entry = self._entries.pop(raw.decode("utf-8", "surrogateescape"), None)
                 if entry is not None:
                     self._bytes -= entry[1]
 

@@ -2,46 +2,100 @@
 
 Every script touches only the keys it is given, so on Redis Cluster the caller can keep one atomic
 step in one hash slot.
+
+The race-free protocol rests on *positive* proofs, never on a key being absent: a key can vanish
+by itself (a TTL, an eviction under ``maxmemory``, a flush), so "absent" must never admit a store.
+
+* A computation first *claims* its entry (:data:`CLAIM`): it creates the entry's generation tokens
+  and its fence (``SET NX`` with fresh random tokens) if they are missing, and observes them. Only
+  then does the body run.
+* The store (:data:`STORE`) is admitted only if the fence and every generation are still present
+  and equal to what the claim observed. A successful store deletes the fence.
+* An invalidation replaces the generation of a prefix with a fresh token (:data:`BUMP`), or
+  deletes one entry and its fence (:data:`INVALIDATE_ONE`). Tokens are random and never reused,
+  so a replaced, deleted or evicted token never comes back: every computation that observed it
+  is refused, and every entry stamped with it is a miss.
 """
 
 from __future__ import annotations
 
+# KEYS: lock (the value key when no lock is wanted), gen_1..gen_n, fence, value
+# ARGV: n, lock token ("" = no lock: only arm), lock ms, expected fence, fresh fence, fence ms,
+#       expected stamp (of the generations the lock is named after), then n fresh tokens for
+#       missing generations.
+# Creates the missing generations and the fence (SET NX: an existing token is kept), then reads
+# what a lookup reads. The lock is taken only under the state it is named after: the fence equal
+# to the expected one and the generations matching the expected stamp; a lock of a computation
+# from before an invalidation therefore never makes a later caller wait. Taking the lock (or
+# arming without one) gives the fence a full fence ms again.
+# Returns {outcome, {gen_1..gen_n, fence, value}}: outcome 1 when the lock was taken (or the
+# entry armed, without a lock), 0 when the lock is held by another caller under the expected
+# state, -1 when the state differs from the expected one (the lock was not tried).
+CLAIM = """
+local n = tonumber(ARGV[1])
+local fence = KEYS[n + 2]
+for i = 1, n do redis.call('SET', KEYS[i + 1], ARGV[7 + i], 'NX') end
+redis.call('SET', fence, ARGV[5], 'NX', 'PX', tonumber(ARGV[6]))
+local state = redis.call('MGET', unpack(KEYS, 2))
+if ARGV[2] == '' then
+  redis.call('PEXPIRE', fence, tonumber(ARGV[6]))
+  return {1, state}
+end
+if state[n + 1] ~= ARGV[4] then return {-1, state} end
+for i = 1, n do
+  if not state[i] then return {-1, state} end
+end
+if string.sub(redis.sha1hex(table.concat(state, '|', 1, n)), 1, 16) ~= ARGV[7] then
+  return {-1, state}
+end
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', tonumber(ARGV[3])) then
+  return {0, state}
+end
+redis.call('PEXPIRE', fence, tonumber(ARGV[6]))
+return {1, state}
+"""
+
 # KEYS: gen_1..gen_n, fence, value, lock, index   (index may be "" for none)
-# ARGV: n, mode ("c" checked against what the lookup saw / "u" unchecked; a second letter "p"
-#       prunes expired index members), head ("" = plain
-#       value: tail stored without envelope), tail,
-#       ttl_ms ("0" = no expiry), lock token ("" = none), observed fence ("" = none),
-#       index ttl s ("0" = none),
-#       then n observed generations ("" = missing), then n fresh tokens for missing generations
-#       (omitted when every observed generation exists: a checked store then never creates one).
-# Returns 1 when stored, 0 when refused (an invalidation happened since the lookup).
+# ARGV: n, mode ("c" checked against what the claim observed / "u" unchecked; a second letter
+#       "p" prunes expired index members), head ("" = plain value: tail stored without
+#       envelope), tail, ttl_ms ("0" = no expiry), lock token ("" = none), observed fence,
+#       index ttl s ("0" = none), then n tokens: the observed generations (checked) or fresh
+#       tokens for missing generations (unchecked).
+# A checked store needs the observed fence and generations present and unchanged: a missing one
+# (deleted by an invalidation, expired or evicted) refuses it. Bookkeeping is written before the
+# value, so a store refused by an error (NOPERM, WRONGTYPE) writes no value. A successful store
+# deletes the fence: a computation sharing it is refused (conservative), and a plain set() fences
+# the computations in flight.
+# Returns 1 when stored, 0 when refused (an invalidation happened since the claim).
 STORE = """
 local n = tonumber(ARGV[1])
-local vkey, lock, idx = KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
+local fence, vkey, lock, idx = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
 local token = ARGV[6]
 local function release()
   if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
 end
 local checked = string.sub(ARGV[2], 1, 1) == 'c'
 local prune = string.sub(ARGV[2], 2, 2) == 'p'
-if checked and (redis.call('GET', KEYS[n + 1]) or '') ~= ARGV[7] then release() return 0 end
 local gens = {}
-for i = 1, n do
-  local cur = redis.call('GET', KEYS[i])
-  if checked and (cur or '') ~= ARGV[8 + i] then release() return 0 end
-  if not cur then
-    cur = ARGV[8 + n + i]
-    redis.call('SET', KEYS[i], cur)
+if checked then
+  local seen = ARGV[7]
+  if seen == '' or redis.call('GET', fence) ~= seen then release() return 0 end
+  for i = 1, n do
+    local cur = redis.call('GET', KEYS[i])
+    if not cur or cur ~= ARGV[8 + i] then release() return 0 end
+    gens[i] = cur
   end
-  gens[i] = cur
-end
--- an empty head stores the tail as is: a plain value in the seed's JSON format
-local value = ARGV[4]
-if ARGV[3] ~= '' then
-  value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
+else
+  for i = 1, n do
+    local cur = redis.call('GET', KEYS[i])
+    if not cur then
+      cur = ARGV[8 + i]
+      redis.call('SET', KEYS[i], cur)
+    end
+    gens[i] = cur
+  end
 end
 local ttl = tonumber(ARGV[5])
-if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
 if idx ~= '' then
   local fresh = redis.call('EXISTS', idx) == 0
   redis.call('SADD', idx, vkey)
@@ -53,53 +107,48 @@ if idx ~= '' then
   else
     redis.call('EXPIRE', idx, ittl, 'GT')  -- a persistent index (an entry without TTL) stays so
   end
-  if prune then  -- now and then (the client decides): drop members whose entry has expired
-    for _, m in ipairs(redis.call('SRANDMEMBER', idx, 4)) do
-      if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
-    end
+end
+-- an empty head stores the tail as is: a plain value in the seed's JSON format
+local value = ARGV[4]
+if ARGV[3] ~= '' then
+  value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
+end
+if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
+if idx ~= '' and prune then  -- now and then (the client decides): drop members whose entry expired
+  for _, m in ipairs(redis.call('SRANDMEMBER', idx, 4)) do
+    if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
   end
 end
+redis.call('DEL', fence)
 release()
 return 1
 """
 
 # KEYS: gen_1..gen_n (the ancestors of a pattern's literal prefix are not needed: only its own)
 # ARGV: fresh token per key. Replaces every given generation, making entries stamped with the old
-# ones unreachable at once.
+# ones unreachable at once, and refusing the stores of computations that observed them.
 BUMP = """
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i]) end
 return #KEYS
 """
 
-# KEYS: value, fence. ARGV: fence token, fence ttl ms. Deletes one entry and fences in-flight
-# computations of it. Returns 1 when a live entry was deleted.
+# KEYS: value, fence. Deletes one entry and its fence: computations in flight observed a fence
+# token that is gone for good, so their stores are refused. Creates no key (works under OOM).
+# Returns 1 when a live entry was deleted.
 INVALIDATE_ONE = """
 local existed = redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+redis.call('DEL', KEYS[2])
 return existed
 """
 
-# KEYS: lock. ARGV: token. Compare-and-delete.
+# KEYS: lock, fence. ARGV: lock token, fence token ("" = leave the fence). Compare-and-delete of
+# the lock; with a fence token, also deletes the fence when it still holds that token (a
+# computation whose result is not stored leaves no fence behind).
 RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: generation keys. ARGV: a fresh token per key. Creates the missing ones (SET NX) and returns
-# every current value, so a lookup that found none stores against real tokens.
-INIT_GENERATIONS = """
-for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'NX') end
-return redis.call('MGET', unpack(KEYS))
-"""
-
-# KEYS: lock, then the keys a lookup reads. ARGV: token, lock ms. Takes the single-flight lock
-# (SET NX PX) and, only when taken, returns what a lookup would see: a holder that stored and
-# released just before is then noticed without another round trip. Returns nil when not taken.
-LOCK_AND_READ = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
-  return redis.call('MGET', unpack(KEYS, 2))
-end
-return false
+local released = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then released = redis.call('DEL', KEYS[1]) end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return released
 """
 
 # KEYS: an index set (its members share its hash slot). Unlinks every member and empties the set

@@ -143,6 +143,7 @@ class _GivenKeyPlan(_Plan):
 
 _PLAN = _GivenKeyPlan(_run_fetcher, prefix=None, namespace=None, category="data", ignore=(),
                       key=None, digest_length=None)
+_PLAN.accept_plain = True  # entries written by the seed's deployments are plain JSON text
 # One reader per (cache, ttl) so reads of one key share the in-process single-flight table.
 _readers: weakref.WeakKeyDictionary[RedisCaching, dict[Any, _Cached]] = (
     weakref.WeakKeyDictionary()

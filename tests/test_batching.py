@@ -221,7 +221,8 @@ def test_many_with_caching_disabled_runs_every_call_without_redis(
 def test_many_is_one_round_trip_for_lookups_and_one_for_stores(
     cache: RedisCaching, raw: redis.Redis, round_trips: list[str]
 ) -> None:
-    """n lookups are n MGET in one pipeline; the misses' stores are EVALSHA in one more."""
+    """n lookups are n MGET in one pipeline; the misses are armed (EVALSHA) in one more before
+    they run, and stored (EVALSHA) in a third."""
     calls: list[int] = []
 
     @memo(cache=cache, prefix="sql:rows", ttl=60)
@@ -234,10 +235,10 @@ def test_many_is_one_round_trip_for_lookups_and_one_for_stores(
     round_trips.clear()
     items = list(range(8))
     assert row.many(items) == [{"id": x} for x in items]
-    assert len(round_trips) == 2
+    assert len(round_trips) == 3
     stats = command_calls(raw)
-    assert stats["mget"] == 8
-    assert stats["evalsha"] == 5
+    assert stats["mget"] == 8 + 5  # the lookups, and the arming scripts' reads
+    assert stats["evalsha"] == 5 + 5
     assert calls == items
 
     reset_stats(raw)
@@ -250,8 +251,9 @@ def test_many_is_one_round_trip_for_lookups_and_one_for_stores(
 def test_many_on_an_empty_keyspace_creates_generations_in_one_round_trip(
     cache: RedisCaching, raw: redis.Redis, round_trips: list[str]
 ) -> None:
-    """On a new or flushed server the missing generations of every key are created together:
-    lookups, generations and stores take 3 round trips whatever the batch size."""
+    """On a new or flushed server the missing generations of every key are created together
+    with the fences that arm the misses: lookups, arming and stores take 3 round trips whatever
+    the batch size."""
     raw.script_flush()
 
     @memo(cache=cache, ttl=60)
@@ -268,7 +270,7 @@ def test_many_on_an_empty_keyspace_creates_generations_in_one_round_trip(
 
 def test_async_many(cache: RedisCaching, round_trips: list[str]) -> None:
     """await afn.many([...]): results in order, each distinct miss computed once, then hits;
-    one round trip for the lookups and one for the stores."""
+    one round trip for the lookups, one to arm the misses and one for the stores."""
     calls: list[int] = []
 
     @memo(cache=cache, prefix="app:async", ttl=60)
@@ -289,7 +291,7 @@ def test_async_many(cache: RedisCaching, round_trips: list[str]) -> None:
 
     first, trips, second, hit_trips = run(cache, scenario())
     assert first == [3, 6, 3, 9]
-    assert trips == 2
+    assert trips == 3  # lookups, arming the misses, stores
     assert second == [9, 6, 3]
     assert hit_trips == 1
     assert calls == [100, 1, 2, 3]

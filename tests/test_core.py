@@ -1236,11 +1236,44 @@ def test_config_errors_hide_passwords() -> None:
 KEY = "sql:users:data:0000beef"
 
 
-def test_checked_store_succeeds_without_invalidation(cache: RedisCaching) -> None:
-    """A store checked against its lookup succeeds when nothing changed in between."""
-    look = cache.lookup(KEY)
+def test_checked_store_succeeds_without_invalidation(cache: RedisCaching, raw: redis.Redis
+                                                     ) -> None:
+    """A store checked against its armed lookup succeeds when nothing changed in between, and
+    deletes the fence it was admitted by."""
+    look = cache.arm(KEY)
     assert look.value is MISS
+    assert look.fence is not None and None not in look.generations
+    assert raw.exists(cache.layout.fence_key(KEY)) == 1
     assert cache.store(KEY, "fresh", 60_000, seen=look) is True
+    assert cache.get(KEY) == "fresh"
+    assert raw.exists(cache.layout.fence_key(KEY)) == 0
+
+
+def test_checked_store_without_an_armed_fence_is_refused(cache: RedisCaching) -> None:
+    """A store checked against a plain lookup (no fence armed) is refused: an absent fence
+    never admits a store."""
+    look = cache.lookup(KEY)
+    assert look.fence is None
+    assert cache.store(KEY, "unproven", 60_000, seen=look) is False
+    assert cache.get(KEY) is None
+
+
+@pytest.mark.parametrize("which", ["fence", "generation"])
+def test_store_is_refused_when_a_bookkeeping_key_vanished(
+    cache: RedisCaching, raw: redis.Redis, which: str
+) -> None:
+    """A fence or generation that vanished (expired, evicted, flushed) refuses the store, and
+    the token created in its place is a new one."""
+    look = cache.arm(KEY)
+    gone = (cache.layout.fence_key(KEY) if which == "fence"
+            else cache.layout.generation_keys(KEY)[-1])
+    old_token = raw.get(gone)
+    raw.delete(gone)  # exactly what an eviction does
+    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    again = cache.arm(KEY)
+    assert raw.get(gone) not in (None, old_token)
+    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    assert cache.store(KEY, "fresh", 60_000, seen=again) is True
     assert cache.get(KEY) == "fresh"
 
 
@@ -1259,7 +1292,7 @@ def test_store_after_invalidation_is_refused(
     cache: RedisCaching, raw: redis.Redis, invalidate: Callable[[RedisCaching], Any]
 ) -> None:
     """invalidate() between a lookup and its store makes the checked store refuse."""
-    look = cache.lookup(KEY)
+    look = cache.arm(KEY)
     invalidate(cache)
     assert cache.store(KEY, "stale", 60_000, seen=look) is False
     assert raw.exists(KEY) == 0
@@ -1268,7 +1301,7 @@ def test_store_after_invalidation_is_refused(
 
 def test_store_of_unrelated_scope_is_not_refused(cache: RedisCaching) -> None:
     """Invalidating another table does not refuse this table's store."""
-    look = cache.lookup(KEY)
+    look = cache.arm(KEY)
     cache.invalidate("sql:orders:*")
     cache.invalidate("sql:users2:*")
     assert cache.store(KEY, "fresh", 60_000, seen=look) is True
@@ -1276,9 +1309,11 @@ def test_store_of_unrelated_scope_is_not_refused(cache: RedisCaching) -> None:
 
 def test_glob_invalidation_fences_locked_computation(cache: RedisCaching, raw: redis.Redis) -> None:
     """A non-prefix glob fences a matching computation that holds the single-flight lock."""
-    look = cache.lookup(KEY)
     token = envelope.new_token()
-    assert cache.try_lock(KEY, look, token) is True
+    claim = cache.claim(KEY, cache.lookup(KEY), token)
+    assert claim.taken
+    look = claim.look
+    assert cache.lock_held(KEY, look) is True
     cache.set("sql:users2:data:1", "kept")
     assert cache.invalidate("sql:users*") == 1
     assert cache.store(KEY, "stale", 60_000, seen=look, token=token) is False
@@ -1286,10 +1321,22 @@ def test_glob_invalidation_fences_locked_computation(cache: RedisCaching, raw: r
     assert cache.lock_held(KEY, look) is False  # the refused store released the lock
 
 
+def test_glob_invalidation_fences_a_computation_without_lock(cache: RedisCaching,
+                                                             raw: redis.Redis) -> None:
+    """A non-prefix glob also fences a computation running without the lock (it armed a fence
+    before running); a computation of a key the glob does not match keeps its fence."""
+    look = cache.arm(KEY)
+    other = cache.arm("sql:orders:data:1")
+    assert cache.invalidate("sql:us*") == 0
+    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    assert raw.exists(KEY) == 0
+    assert cache.store("sql:orders:data:1", "kept", 60_000, seen=other) is True
+
+
 def test_race_protection_switch(cache: RedisCaching) -> None:
     """With race_protection=False the same store lands (the switch the race tests flip)."""
     cache.race_protection = False
-    look = cache.lookup(KEY)
+    look = cache.arm(KEY)
     cache.invalidate("sql:users:*")
     assert cache.store(KEY, "stale", 60_000, seen=look) is True
     assert cache.get(KEY) == "stale"

@@ -290,15 +290,15 @@ def _blocking_function(cache: RedisCaching, prefix: str, gate: threading.Event,
 def _observe_lock_waits(monkeypatch: pytest.MonkeyPatch, cache: RedisCaching) -> threading.Event:
     """An event set once ``cache`` failed to take a single-flight lock (another holds it)."""
     refused = threading.Event()
-    lock_and_lookup = cache.lock_and_lookup
+    claim = cache.claim
 
     def observed(*args: Any, **kwargs: Any) -> Any:
-        seen = lock_and_lookup(*args, **kwargs)
-        if seen is None:
+        seen = claim(*args, **kwargs)
+        if seen.held:
             refused.set()
         return seen
 
-    monkeypatch.setattr(cache, "lock_and_lookup", observed)
+    monkeypatch.setattr(cache, "claim", observed)
     return refused
 
 
@@ -442,14 +442,14 @@ def test_lock_taken_after_the_holder_stored_does_not_recompute(
 
     other = _cached_call(other_cache, "late-lock", other_body)
     at_lock, holder_done = threading.Event(), threading.Event()
-    lock_and_lookup = other_cache.lock_and_lookup
+    claim = other_cache.claim
 
     def late_lock(*args: Any, **kwargs: Any) -> Any:
         at_lock.set()
         assert holder_done.wait(HANG)
-        return lock_and_lookup(*args, **kwargs)
+        return claim(*args, **kwargs)
 
-    monkeypatch.setattr(other_cache, "lock_and_lookup", late_lock)
+    monkeypatch.setattr(other_cache, "claim", late_lock)
     first = threading.Thread(target=holder, args=("k",))
     first.start()
     results: list[str] = []
