@@ -6,7 +6,13 @@
 """
 
 from .config import RedisArgs
-from .context import disabled, get_default_cache, set_default_cache
+from .context import (
+    caching_enabled,
+    disabled,
+    get_default_cache,
+    set_caching_enabled,
+    set_default_cache,
+)
 from .core import RedisCaching
 from .decorators import Args, CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
@@ -36,8 +42,10 @@ __all__ = [
     "__version__",
     "build_cache_key",
     "cached",
+    "caching_enabled",
     "disabled",
     "get_default_cache",
     "invalidates",
+    "set_caching_enabled",
     "set_default_cache",
 ]

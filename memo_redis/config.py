@@ -16,7 +16,13 @@ from redis.connection import parse_url as _untyped_parse_url
 
 from memo_redis.exceptions import ConfigError
 
-__all__ = ["ENVIRONMENT_VARIABLES", "RedisArgs", "parse_bool", "parse_host_ports"]
+__all__ = [
+    "ENVIRONMENT_VARIABLES",
+    "RedisArgs",
+    "disabled_by_environment",
+    "parse_bool",
+    "parse_host_ports",
+]
 
 # redis-py leaves parse_url unannotated; state the types it returns once, here.
 _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
@@ -353,3 +359,13 @@ def _join(pairs: tuple[tuple[str, int], ...]) -> str:
 
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_env_name(f.name) for f in fields(RedisArgs))
 """Every variable :meth:`RedisArgs.from_env` reads (``REDIS_URL``, ``REDIS_HOST``, ...)."""
+
+
+def disabled_by_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """``MEMO_REDIS_DISABLED`` (true/false/1/0/yes/no/on/off; unset or empty: false).
+
+    Raises :class:`ConfigError` naming the variable for any other value.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get("MEMO_REDIS_DISABLED", "").strip()
+    return parse_bool("MEMO_REDIS_DISABLED", raw) if raw else False

@@ -1,4 +1,9 @@
-"""Process-wide state of the decorators: the default cache and the ``disabled()`` switch."""
+"""Process-wide state of the decorators: the default cache and the switches that turn caching off.
+
+``disabled()`` turns caching off for the current thread or asyncio task;
+``set_caching_enabled(False)`` (or ``MEMO_REDIS_DISABLED=1`` in the environment at import) turns
+it off for the whole process, including threads a test client runs the application on.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from .config import disabled_by_environment
 
 if TYPE_CHECKING:
     from .core import RedisCaching
@@ -14,9 +21,42 @@ if TYPE_CHECKING:
 _default_cache: RedisCaching | None = None
 _built_here = False  # whether _default_cache was built by get_default_cache (so we may close it)
 _default_lock = threading.Lock()
-caching_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+_disabled_here: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "memo_redis_disabled", default=False
 )
+
+
+class _DisabledSwitch:
+    """True when caching is off for the caller: process-wide, or in its thread or task."""
+
+    __slots__ = ("process_wide",)
+
+    def __init__(self, process_wide: bool) -> None:
+        self.process_wide = process_wide
+
+    def get(self) -> bool:
+        return self.process_wide or _disabled_here.get()
+
+
+caching_disabled: Final = _DisabledSwitch(disabled_by_environment())
+"""``caching_disabled.get()``: is caching off for the calling thread or task?"""
+
+
+def set_caching_enabled(enabled: bool) -> None:
+    """Turn caching on or off for the whole process (every thread and task).
+
+    While off, decorated functions run their body on every call and store nothing;
+    invalidations still run. ``MEMO_REDIS_DISABLED=1`` in the environment starts the process
+    with caching off. :func:`disabled` is the per-thread/task form.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__} {enabled!r}")
+    caching_disabled.process_wide = not enabled
+
+
+def caching_enabled() -> bool:
+    """Is caching on for the calling thread or task (neither switch turned it off)?"""
+    return not caching_disabled.get()
 
 
 def get_default_cache() -> RedisCaching:
@@ -65,8 +105,8 @@ def disabled() -> Iterator[None]:
 
     Decorated functions run their body on every call and store nothing; invalidations still run.
     """
-    token = caching_disabled.set(True)
+    token = _disabled_here.set(True)
     try:
         yield
     finally:
-        caching_disabled.reset(token)
+        _disabled_here.reset(token)
