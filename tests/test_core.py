@@ -1414,3 +1414,86 @@ def test_async_fail_open_and_strict(dead_server: EmbeddedServer) -> None:
     fallback, cause = asyncio.run(scenario())
     assert fallback == "default"
     assert isinstance(cause, redis.ConnectionError)
+
+
+# --- plain values at decorated keys; the reserved namespace ------------------------------------
+
+
+def test_plain_value_at_a_decorated_key_is_a_miss(cache: RedisCaching, raw: redis.Redis) -> None:
+    """A plain (non-envelope) value planted at a decorated function's key is never served,
+    by a call, an async call or .many(): it has no stamp or fingerprint to check."""
+    runs: list[int] = []
+
+    @cached(cache=cache, prefix="sql:users", ttl=60)
+    def row(i: int) -> dict[str, int]:
+        runs.append(i)
+        return {"id": i}
+
+    @cached(cache=cache, prefix="sql:users_async", ttl=60)
+    async def arow(i: int) -> dict[str, int]:
+        runs.append(i)
+        return {"id": i}
+
+    planted = json.dumps({"id": 666}).encode()
+    raw.set(row.cache_key(1), planted)
+    raw.set(arow.cache_key(2), planted)
+    raw.set(row.cache_key(3), planted)
+    assert row(1) == {"id": 1}
+    assert asyncio.run(arow(2)) == {"id": 2}
+    assert row.many([3]) == [{"id": 3}]
+    assert runs == [1, 2, 3]
+    assert row(1) == {"id": 1} and row(3) == {"id": 3}  # the computed values replaced them
+    assert runs == [1, 2, 3]
+
+
+def test_seed_api_still_reads_plain_json(cache: RedisCaching, raw: redis.Redis) -> None:
+    """cache.get/get_many and get_data_from_table keep serving the seed's plain JSON values."""
+    raw.set("app_config", json.dumps({"debug": False}))
+    assert cache.get("app_config") == {"debug": False}
+    assert cache.get_many(["app_config"]) == {"app_config": {"debug": False}}
+    key = build_cache_key("users", ["id"], [])
+    raw.set(key, json.dumps([[1]]))
+    rows = cache.get_data_from_table("users", ["id"], fetcher=lambda: [[2]])
+    assert rows == [[1]]
+
+
+RESERVED_CALLS = {
+    "set": lambda c, k: c.set(k, 1),
+    "get": lambda c, k: c.get(k),
+    "delete": lambda c, k: c.delete(k),
+    "get_many": lambda c, k: c.get_many([k]),
+    "set_many": lambda c, k: c.set_many({k: 1}),
+    "invalidate_key": lambda c, k: c.invalidate_key(k),
+    "invalidate": lambda c, k: c.invalidate(k),
+    "invalidate-glob": lambda c, k: c.invalidate(k + "*"),
+    "aget": lambda c, k: asyncio.run(c.aget(k)),
+    "aset": lambda c, k: asyncio.run(c.aset(k, 1)),
+    "ainvalidate_key": lambda c, k: asyncio.run(c.ainvalidate_key(k)),
+    "ainvalidate": lambda c, k: asyncio.run(c.ainvalidate(k + "*")),
+}
+
+
+@pytest.mark.parametrize("call", list(RESERVED_CALLS), ids=list(RESERVED_CALLS))
+def test_reserved_namespace_is_refused(cache: RedisCaching, raw: redis.Redis, call: str) -> None:
+    """Keys and patterns in the __memo__: namespace are a ValueError (ConfigError) naming the
+    key, and nothing is written or deleted."""
+    cache.set("sql:users:data:1", "kept")
+    before = {k: raw.dump(k) for k in raw.keys("*")}
+    for key in ("__memo__:gen:", "__memo__:fence:sql:users:data:1"):
+        with pytest.raises(ConfigError, match=re.escape(repr(key)[:-1])) as info:
+            RESERVED_CALLS[call](cache, key)
+        assert isinstance(info.value, ValueError)
+    assert {k: raw.dump(k) for k in raw.keys("*")} == before
+    assert cache.get("sql:users:data:1") == "kept"
+
+
+def test_invalidate_everything_keeps_working_and_keeps_bookkeeping(cache: RedisCaching,
+                                                                    raw: redis.Redis) -> None:
+    """invalidate("*") is not refused: it invalidates every entry and deletes no __memo__ key
+    but the generation it replaces."""
+    cache.set("a:1", 1)
+    cache.arm("b:2")
+    internal = set(raw.keys("__memo__:*"))
+    assert cache.invalidate("*") == 1
+    assert set(raw.keys("__memo__:*")) == internal
+    assert cache.get("a:1") is None

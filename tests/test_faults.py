@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from support import run
 
-from memo_redis import CacheUnavailable, RedisArgs, RedisCaching, cached
+from memo_redis import CacheUnavailable, RedisArgs, RedisCaching, cached, invalidates
+from memo_redis.breaker import CircuitBreaker
 from memo_redis.testing import ServerFactory
 
 # How long caching may take to resume after the server is back (the issue's promise), plus
@@ -416,3 +419,122 @@ def test_soak_run_sees_no_errors_and_no_stale_reads(memo_redis_binary: str) -> N
     assert summary[0].endswith(" ok")
     calls = re.search(r" calls=(\d+) ", summary[0])
     assert calls is not None and int(calls.group(1)) > 1000
+
+
+# -- a store Redis refuses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["acl-without-index-keys", "index-of-wrong-type"])
+def test_refused_store_releases_its_lock_and_calls_stay_fast(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """A store Redis answers with an error (NOPERM from an ACL user whose key patterns leave out
+    the index sets, WRONGTYPE from an index key of the wrong type) is logged once and releases
+    its single-flight lock at once: later calls of the key run in far less than lock_wait, no
+    lock remains, and the breaker stays closed."""
+    server = server_factory()
+    admin = server.client()
+    args = server.args()
+    if how == "acl-without-index-keys":
+        # Everything but __memo__:idx:* (ACL key patterns only allow; list the others).
+        admin.execute_command("ACL", "SETUSER", "limited", "on", ">limited-secret", "+@all",
+                              "&*", "~[^_]*", "~__memo__:gen:*", "~__memo__:fence:*",
+                              "~__memo__:lock:*")
+        args = server.args(username="limited", password="limited-secret")
+    caplog.set_level(logging.WARNING, logger="memo_redis")
+    with RedisCaching(args, lock_wait=10.0) as cache:
+        square = Square(cache, prefix="sql:squares")
+        if how == "index-of-wrong-type":
+            admin.set(cache.layout.index_key(square.fn.cache_key(3)), "not a set")
+        durations = []
+        for _ in range(4):
+            started = time.monotonic()
+            assert square(3) == 9
+            durations.append(time.monotonic() - started)
+        assert max(durations) < 1.0  # lock_wait is 10 s
+        assert square.runs == [3] * 4
+        assert square.fn.cache_info().errors == 4
+        assert not list(admin.scan_iter(match="__memo__:lock:*"))
+        assert admin.exists(square.fn.cache_key(3)) == 0  # a refused store writes no value
+        assert not cache.breaker.is_open
+        assert cache.breaker._failures == 0  # a refusal is not an outage
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1
+    assert ("permissions" if how.startswith("acl") else "WRONGTYPE") in refused[0].getMessage()
+    admin.close()
+
+
+# -- invalidations while Redis is paused ------------------------------------------------------
+
+
+def test_invalidations_while_paused_are_fast_logged_once_and_applied_when_back(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the breaker open on a paused (SIGSTOP) server, 20 sync and 20 async decorated
+    writes each return at once, without touching the socket; the outage is logged as
+    unavailable once, and after SIGCONT once as back with the number of invalidations kept;
+    they are applied before anything is read, so every read sees the new values."""
+    server = server_factory()
+    now = [0.0]
+    db = {i: "old" for i in range(40)}
+    caplog.set_level(logging.WARNING, logger="memo_redis")
+    cache = RedisCaching(server.args(socket_timeout=0.5), failure_threshold=1)
+    cache.breaker = CircuitBreaker(1, 5.0, clock=lambda: now[0])
+
+    @cached(cache=cache, prefix="sql:accounts", ttl=600)
+    def account(i: int) -> str:
+        return db[i]
+
+    @cached(cache=cache, prefix="sql:async_accounts", ttl=600)
+    async def aaccount(i: int) -> str:
+        return db[i]
+
+    @invalidates("sql:accounts:*", cache=cache)
+    def write(i: int) -> None:
+        db[i] = "new"
+
+    async def awrite(i: int) -> None:
+        db[i] = "new"
+        await aaccount.invalidate(i)
+
+    async def read_async(items: range) -> list[str]:
+        return [await aaccount(i) for i in items]
+
+    pid = server.pid
+    assert pid is not None
+    try:
+        assert [account(i) for i in range(20)] == ["old"] * 20
+        assert run(cache, read_async(range(20, 40))) == ["old"] * 20
+        os.kill(pid, signal.SIGSTOP)
+        assert account(0) == "old"  # one socket timeout: the outage starts, the breaker opens
+        assert cache.breaker.is_open
+        durations = []
+        for i in range(20):
+            started = time.monotonic()
+            write(i)
+            durations.append(time.monotonic() - started)
+
+        async def async_writes() -> list[float]:
+            spent = []
+            for i in range(20, 40):
+                started = time.monotonic()
+                await awrite(i)
+                spent.append(time.monotonic() - started)
+            return spent
+
+        durations += run(cache, async_writes())
+        assert max(durations) < 0.1  # the socket timeout is 0.5 s
+        assert [account(i) for i in (1, 2)] == ["new"] * 2  # uncached meanwhile
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    now[0] += 10.0  # the breaker's cool-down is over: the next call probes
+    assert [account(i) for i in range(20)] == ["new"] * 20
+    assert run(cache, read_async(range(20, 40))) == ["new"] * 20
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "unavailable" in m]) == 1
+    back = [m for m in messages if "back" in m]
+    assert len(back) == 1
+    assert "applied 40 invalidation(s)" in back[0]  # 20 of one pattern, 20 keys: 21 distinct
+    kept = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(kept) == 1  # the first one kept says so once: other processes may be stale
+    cache.close()

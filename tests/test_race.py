@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from memo_redis import RedisCaching, cached, invalidates
+from memo_redis.breaker import CircuitBreaker
 from memo_redis.embedded import EmbeddedServer
 from memo_redis.testing import ServerFactory
 
@@ -290,30 +291,42 @@ def test_refused_store_leaves_no_lock_behind(cache: RedisCaching) -> None:
 # -- invalidation across outages ----------------------------------------------------------------
 
 
-def test_invalidation_is_attempted_while_the_breaker_is_open(server_factory: ServerFactory
-                                                             ) -> None:
-    """An open circuit breaker does not skip invalidations (other processes may cache again)."""
+def test_invalidation_is_kept_while_the_breaker_is_open_and_applied_first_when_it_closes(
+    server_factory: ServerFactory,
+) -> None:
+    """While the breaker is open an invalidation is kept without touching the socket; once a
+    call gets through, it is applied before that call reads, so a value another process stored
+    meanwhile (computed before the write) is never served afterwards."""
     server = server_factory()
+    now = [0.0]
     writer_cache = RedisCaching(server.args())
+    writer_cache.breaker = CircuitBreaker(3, 1.0, clock=lambda: now[0])
     db: dict[int, Row] = {1: {"id": 1, "value": "old"}}
 
     @invalidates("sql:users:*", cache=writer_cache)
     def update(value: str) -> None:
         db[1] = {"id": 1, "value": value}
 
+    reader_cache = RedisCaching(server.args())  # another process: its breaker is closed
     try:
         server.kill()
         for _ in range(writer_cache.breaker.failure_threshold):
             writer_cache.get("probe")
         server.restart()
-        reader_cache = RedisCaching(server.args())  # another process: its breaker is closed
         reader = _Computation(reader_cache, db, block=False)
+        writer_reads = _Computation(writer_cache, db, block=False)
         assert reader.read_row(1)["value"] == "old"
-        assert writer_cache.breaker.is_open  # within its 1 s cool-down
+        assert writer_cache.breaker.is_open
+        started = time.monotonic()
         update("new")
-        assert reader.read_row(1)["value"] == "new"
-        reader_cache.close()
+        assert time.monotonic() - started < 0.5  # kept, not sent
+        assert writer_reads.read_row(1)["value"] == "new"  # uncached in the writer meanwhile
+        now[0] += 2.0  # the cool-down is over: the writer's next call goes through
+        assert writer_reads.read_row(1)["value"] == "new"
+        assert not writer_cache.breaker.is_open
+        assert reader.read_row(1)["value"] == "new"  # the kept invalidation was applied
     finally:
+        reader_cache.close()
         writer_cache.close()
 
 
