@@ -207,6 +207,9 @@ class RedisCaching:
             raise ConfigError(
                 f"namespace must be a non-empty string without '*', got {namespace!r}"
             )
+        if (namespace + ":").startswith(layout.INTERNAL_PREFIX):
+            raise ConfigError(f"namespace {namespace!r} is in the {layout.INTERNAL_PREFIX!r} "
+                              "namespace, reserved for memo_redis's bookkeeping keys")
         if isinstance(digest_length, bool) or not isinstance(digest_length, int) or not (
             1 <= digest_length <= 64
         ):

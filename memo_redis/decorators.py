@@ -34,6 +34,7 @@ from .keys import (
     fingerprint_of,
     glob_escape,
 )
+from .layout import INTERNAL_PREFIX
 from .local import LocalCache
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
@@ -147,6 +148,10 @@ class _Plan:
             )
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
             raise ConfigError(f"prefix must be a non-empty str or None, got {prefix!r}")
+        for name, value in (("prefix", prefix), ("namespace", namespace)):
+            if value is not None and (value + ":").startswith(INTERNAL_PREFIX):
+                raise ConfigError(f"{name} {value!r} is in the {INTERNAL_PREFIX!r} namespace, "
+                                  "reserved for memo_redis's bookkeeping keys")
         self.raw = raw
         self.owner = _owner(raw)
         self.category = category

@@ -21,7 +21,7 @@ import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 
 from memo_redis import RedisArgs, RedisCaching, cached, invalidates
-from memo_redis.core import Lookup
+from memo_redis.core import Claim, Lookup
 from memo_redis.exceptions import CacheUnavailable, ConfigError
 from memo_redis.servers import Address, LocalCluster
 
@@ -420,7 +420,7 @@ def test_arbitrary_glob_scans_every_primary(ccache: RedisCaching, cluster: Local
 
 
 def test_single_entry_invalidation(ccache: RedisCaching) -> None:
-    """fetch.invalidate(args) deletes one entry and fences it in its slot; neighbours stay."""
+    """fetch.invalidate(args) deletes one entry and its fence in their slot; neighbours stay."""
     source = _Source()
 
     @cached(cache=ccache, prefix="sql:{table}", ttl=60)
@@ -430,9 +430,12 @@ def test_single_entry_invalidation(ccache: RedisCaching) -> None:
 
     assert row("users", 1) == ("users", 1, 0) and row("users", 2) == ("users", 2, 0)
     source.versions["users"] = 5
-    assert row.invalidate("users", 1) == 1
+    in_flight = ccache.arm(_logical(row.cache_key("users", 1)))  # a computation's fence
     fence = f"__memo__:fence:{{sql:users}}|{_logical(row.cache_key('users', 1))}"
     assert ccache.client.exists(fence) == 1
+    assert row.invalidate("users", 1) == 1
+    assert ccache.client.exists(fence) == 0
+    assert in_flight.fence is not None
     assert row("users", 1) == ("users", 1, 5)
     assert row("users", 2) == ("users", 2, 0)
 
@@ -468,12 +471,12 @@ class _Observed(RedisCaching):
         super().__init__(*args, **kwargs)
         self.refused = threading.Event()
 
-    def lock_and_lookup(self, key: str, seen: Lookup, token: bytes,
-                        fingerprint: bytes | None = None) -> Lookup | None:
-        again = super().lock_and_lookup(key, seen, token, fingerprint)
-        if again is None:
+    def claim(self, key: str, seen: Lookup, token: bytes,
+              fingerprint: bytes | None = None) -> Claim:
+        claim = super().claim(key, seen, token, fingerprint)
+        if claim.held:
             self.refused.set()
-        return again
+        return claim
 
 
 def test_single_flight_lock_holds_in_every_slot(env: dict[str, str],

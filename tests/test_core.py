@@ -1497,3 +1497,14 @@ def test_invalidate_everything_keeps_working_and_keeps_bookkeeping(cache: RedisC
     assert cache.invalidate("*") == 1
     assert set(raw.keys("__memo__:*")) == internal
     assert cache.get("a:1") is None
+
+
+@pytest.mark.parametrize("options", [{"prefix": "__memo__:gen"}, {"prefix": "__memo__"},
+                                     {"namespace": "__memo__"}], ids=["prefix", "bare", "ns"])
+def test_decorated_keys_cannot_be_in_the_reserved_namespace(cache: RedisCaching,
+                                                            options: dict[str, str]) -> None:
+    """@cached with a prefix or namespace in __memo__: is refused at decoration time."""
+    with pytest.raises(ConfigError, match="reserved"):
+        cached(cache=cache, **options)(lambda x: x)
+    with pytest.raises(ConfigError, match="reserved"):
+        RedisCaching(cache.args, namespace="__memo__")
