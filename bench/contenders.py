@@ -136,10 +136,10 @@ def raw(target: Target, body: Body) -> SyncContender:
 
 
 def raw_mget(target: Target, body: Body) -> SyncContender:
-    """Diagnostic: one ``MGET`` of the six keys a memo_redis lookup reads, + ``msgpack.unpackb``.
+    """Diagnostic: one ``MGET`` of the five keys a memo_redis lookup reads, + ``msgpack.unpackb``.
 
-    The four generation keys exist (memo_redis creates them on its first store), the fence does
-    not: this is the network and server cost of memo_redis's lookup with no Python around it.
+    The four generation keys exist (memo_redis creates them on its first store): this is the
+    network and server cost of memo_redis's lookup with no Python around it.
     """
     client = redis.Redis(**target.redis_kwargs())
     unpackb, packb = msgpack.unpackb, msgpack.packb
@@ -148,14 +148,14 @@ def raw_mget(target: Target, body: Body) -> SyncContender:
 
     def fetch(table: str, limit: int, page: int = 0) -> Any:
         key = f"rawm:{table}:{limit}:{page}"
-        values = client.mget(*gens, "__memo__:fence:" + key, key)
+        values = client.mget(*gens, key)
         if values[-1] is not None:
             return unpackb(values[-1])
         rows = body(table, limit, page)
         client.set(key, packb(rows), ex=TTL_SECONDS)
         return rows
 
-    return SyncContender("raw MGET(6 keys)", lambda: fetch(TABLE, LIMIT),
+    return SyncContender("raw MGET(5 keys)", lambda: fetch(TABLE, LIMIT),
                          lambda i: fetch(TABLE, LIMIT, i), client.close, family="baseline",
                          diagnostic=True)
 

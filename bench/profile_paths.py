@@ -187,7 +187,7 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
     s.cpu("  canonical_bytes (msgpack)", lambda: keys.canonical_bytes(items))
     s.cpu("  sha256 (fingerprint_of)", lambda: keys.fingerprint_of(data))
     s.cpu("  scope (template render)", lambda: plan.scope(cache, bound))
-    s.cpu("lookup key list (gens + fence + key)", lambda: cache._lookup_keys(key))
+    s.cpu("lookup key list (gens + key)", lambda: cache._lookup_keys(key))
     s.cpu("_execute wrapper (breaker, no I/O)", lambda: cache._execute("profile", int))
     s.net("redis-py MGET 6 keys (round trip)",
           lambda: client.execute_command("MGET", *lookup_keys, NEVER_DECODE=True))
@@ -206,7 +206,7 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
           lambda: msgpack.unpackb(body, ext_hook=serialization._ext_hook, strict_map_key=False))
     s.cpu("baseline msgpack.unpackb (uncompressed)", lambda: msgpack.unpackb(plain))
     u = s.us
-    python_parts = (u["derive key (total)"] + u["lookup key list (gens + fence + key)"]
+    python_parts = (u["derive key (total)"] + u["lookup key list (gens + key)"]
                     + u["_execute wrapper (breaker, no I/O)"] + u["parse lookup (total)"])
     s.derived("sum of memo_redis Python steps above", python_parts)
     s.derived("extra of MGET(6) over GET(1) round trip",
@@ -221,7 +221,7 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
               - u["derive key (total)"])
     s.derived("client CPU: lookup - MGET - parse - key list (lookup plumbing)",
               c["cache.lookup (MGET round trip + parse)"] - c["redis-py MGET 6 keys (round trip)"]
-              - u["parse lookup (total)"] - u["lookup key list (gens + fence + key)"])
+              - u["parse lookup (total)"] - u["lookup key list (gens + key)"])
     return s
 
 
@@ -287,8 +287,8 @@ def _profile_miss(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net
     s.cpu("in-process Flights.run (no contention)", lambda: flights.run(("k", 1), 10.0, int))
     s.cpu("envelope.new_token (os.urandom)", envelope.new_token)
     s.cpu("lock stamp (sha1 of gens)", lambda: memo_core._stamp_of(look))
-    s.net("try_lock: SET NX PX round trip",
-          lambda: cache.try_lock(f"{key}{next(locks)}", look, token))
+    s.net("claim: arm fence + lock + re-read round trip",
+          lambda: cache.claim(f"{key}{next(locks)}", look, token))
     s.cpu("Serializer.encode (total)", lambda: cache.serializer.encode(ROWS), batch=50)
     s.cpu("  msgpack.packb", lambda: msgpack.packb(ROWS))
     s.cpu("  zlib.compress level 6", lambda: zlib.compress(payload, 6), batch=50)
