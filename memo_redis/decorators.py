@@ -16,12 +16,11 @@ import string
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
 
 import wrapt
 
-from . import envelope
+from . import envelope, metrics
 from .context import caching_disabled, get_default_cache
 from .core import MISS, Claim, Lookup, RedisCaching
 from .exceptions import CacheUnavailable, ConfigError
@@ -44,12 +43,17 @@ R_co = TypeVar("R_co", covariant=True)
 
 
 class CacheInfo(NamedTuple):
-    """Per-process counters of one ``@cached`` function, like ``functools.lru_cache``'s."""
+    """Per-process counters of one ``@cached`` function, like ``functools.lru_cache``'s.
+
+    ``hits`` counts every hit; ``l1_hits`` is the part of them served by the in-process L1
+    (``local=True``) without a Redis round trip.
+    """
 
     hits: int
     misses: int
     errors: int
     stores: int
+    l1_hits: int = 0
 
 
 class CachedFunction(Protocol[P, R_co]):  # type: ignore[misc]
@@ -77,24 +81,35 @@ CachedFactory = Callable[[Callable[P, R]], CachedFunction[P, R]]
 InvalidatesFactory = Callable[[Callable[P, R]], Callable[P, R]]
 
 
-@dataclass
 class _Stats:
-    hits: int = 0
-    misses: int = 0
-    errors: int = 0
-    stores: int = 0
+    """``cache_info()``'s exact counters, mirrored into the function's :mod:`.metrics`."""
 
-    def __post_init__(self) -> None:
+    __slots__ = ("_lock", "_record", "errors", "hits", "l1_hits", "misses", "recorder", "stores")
+
+    def __init__(self, function: str, category: str) -> None:
+        self.hits = self.misses = self.errors = self.stores = self.l1_hits = 0
         # ``x += 1`` on an attribute is not atomic: concurrent callers would lose counts.
         self._lock = threading.Lock()
+        recorder = self.recorder = metrics.register(function, category)
+        self._record: dict[str, Callable[[], None]] = {
+            "hits": recorder.hit, "misses": recorder.miss, "errors": recorder.error,
+            "stores": recorder.store, "l1_hits": recorder.l1_hit,
+        }
 
     def count(self, field: str) -> None:
         with self._lock:
             setattr(self, field, getattr(self, field) + 1)
+            if field == "l1_hits":
+                self.hits += 1
+        self._record[field]()
 
     def info(self) -> CacheInfo:
         with self._lock:
-            return CacheInfo(self.hits, self.misses, self.errors, self.stores)
+            return CacheInfo(self.hits, self.misses, self.errors, self.stores, self.l1_hits)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.hits = self.misses = self.errors = self.stores = self.l1_hits = 0
 
 
 def _unwrap_descriptor(func: Any) -> tuple[Callable[..., Any], str]:
@@ -280,7 +295,7 @@ class _Cached:
         self.single_flight = single_flight
         self.beta = early_refresh
         self.jitter = jitter
-        self.stats = _Stats()
+        self.stats = _Stats(plan.owner, plan.category)
         self.is_async = False
         self.many = functools.partial(_many, self)
         self.amany = functools.partial(_amany, self)
@@ -350,9 +365,10 @@ class _Cached:
     def store(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
               result: Any, started: float, token: bytes | None) -> None:
         elapsed = time.monotonic() - started
-        stored = False
+        stored = attempted = False
         try:
             if self.wanted(cache, result, elapsed):
+                attempted = True
                 ttl_ms = self.ttl_ms(cache)
                 stored = cache.store(key, result, ttl_ms, seen=look, fingerprint=fingerprint,
                                      token=token, early=self.early(ttl_ms, round(elapsed * 1000)))
@@ -368,17 +384,22 @@ class _Cached:
             if token is not None:
                 cache.release(key, look, token)
             raise
+        self.stats.recorder.computed(int(elapsed * 1e9))
         if stored:
             self.stats.count("stores")
-        elif token is not None:
-            cache.release(key, look, token)
+        else:
+            if attempted:
+                self.stats.recorder.refused_store()
+            if token is not None:
+                cache.release(key, look, token)
 
     async def astore(self, cache: RedisCaching, key: str, fingerprint: bytes, look: Lookup,
                      result: Any, started: float, token: bytes | None) -> None:
         elapsed = time.monotonic() - started
-        stored = False
+        stored = attempted = False
         try:
             if self.wanted(cache, result, elapsed):
+                attempted = True
                 ttl_ms = self.ttl_ms(cache)
                 stored = await cache.astore(
                     key, result, ttl_ms, seen=look, fingerprint=fingerprint, token=token,
@@ -393,10 +414,14 @@ class _Cached:
             if token is not None:
                 await cache.arelease(key, look, token)
             raise
+        self.stats.recorder.computed(int(elapsed * 1e9))
         if stored:
             self.stats.count("stores")
-        elif token is not None:
-            await cache.arelease(key, look, token)
+        else:
+            if attempted:
+                self.stats.recorder.refused_store()
+            if token is not None:
+                await cache.arelease(key, look, token)
 
     def enveloped(self, cache: RedisCaching, key: str, look: Lookup) -> Lookup:
         """``look``, with a plain value (not an envelope) taken as a miss: decorated functions
@@ -426,7 +451,7 @@ class _Cached:
         if local is not None:
             value = local.get(key)
             if not local.is_miss(value):
-                self.stats.count("hits")
+                self.stats.count("l1_hits")
                 return value
             epoch = local.epoch()
         try:
@@ -570,7 +595,7 @@ class _Cached:
         if local is not None:
             value = local.get(key)
             if not local.is_miss(value):
-                self.stats.count("hits")
+                self.stats.count("l1_hits")
                 return value
             epoch = local.epoch()
         try:
@@ -962,7 +987,7 @@ class _Handles:
         core = self._memo_core()
         cache = _resolve(core.cache)
         pattern = core.plan.clear_pattern(cache)
-        core.stats = _Stats()
+        core.stats.clear()
         if core.is_async:
             return cache.ainvalidate(pattern)
         return cache.invalidate(pattern)

@@ -338,7 +338,7 @@ def test_top_once(cli: Callable[..., subprocess.CompletedProcess[str]],
         metrics.register(busy, "data").hit(lookup_ns=100_000)
     metrics.register(idle, "data").miss(lookup_ns=2_000_000)
     metrics.RedisMetricsPublisher(cache.client, interval=60).flush()
-    report = _json(cli("top", "--once", "--json"))
+    report = _json(cli("top", "--once", "--json", "--limit", "100000"))
     names = [r["function"] for r in report["functions"]]
     assert names.index(busy) < names.index(idle)
     row = report["functions"][names.index(busy)]
@@ -603,7 +603,7 @@ def test_cluster_commands_use_logical_names(cluster_env: dict[str, str]) -> None
         name = "tests.cli.cluster_fn"
         metrics.register(name, "data").hit()
         metrics.RedisMetricsPublisher(cache.client, interval=60).flush()
-        top = _json(run_cli("top", "--once", "--json", env=cluster_env))
+        top = _json(run_cli("top", "--once", "--json", "--limit", "100000", env=cluster_env))
         assert name in [row["function"] for row in top["functions"]]
     finally:
         cache.close()

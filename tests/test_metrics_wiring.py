@@ -1,0 +1,76 @@
+"""Decorated functions record into memo_redis.metrics; cache_info() counts L1 hits apart."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from memo_redis import CacheInfo, RedisCaching, cached, metrics
+
+
+def _recorder(qualname_tail: str) -> metrics.FunctionMetrics:
+    found = [m for m in metrics.functions() if m.function.endswith(qualname_tail)]
+    assert len(found) == 1, [m.function for m in metrics.functions()]
+    return found[0]
+
+
+def test_decorated_calls_record_hits_misses_and_stores(cache: RedisCaching) -> None:
+    """Two calls of one key: one miss, one store, one hit, and a compute time, in the metrics."""
+    @cached(cache=cache, category="wiring")
+    def wired_square(x: int) -> int:
+        return x * x
+
+    assert wired_square(4) == 16
+    assert wired_square(4) == 16
+    m = _recorder("wired_square")
+    assert m.category == "wiring"
+    assert (m.misses, m.stores, m.hits, m.l1_hits, m.errors) == (1, 1, 1, 0, 0)
+    summary = metrics.snapshot()[m.id]
+    assert summary["hits"] == 1 and summary["misses"] == 1
+    assert sum(m.compute_buckets) == 1
+
+
+def test_l1_hits_are_counted_apart(cache: RedisCaching) -> None:
+    """With local=True, cache_info() and the metrics tell in-process hits from Redis hits."""
+    @cached(cache=cache, local=True)
+    def wired_local(x: int) -> int:
+        return x + 1
+
+    for _ in range(4):
+        assert wired_local(1) == 2
+    info = wired_local.cache_info()
+    assert info.misses == 1
+    assert info.hits == 3
+    assert 1 <= info.l1_hits <= 3  # the first hit may come from Redis while the L1 fills
+    m = _recorder("wired_local")
+    assert m.l1_hits == info.l1_hits
+    assert m.hits == info.hits - info.l1_hits
+    assert CacheInfo(0, 0, 0, 0) == (0, 0, 0, 0, 0)
+
+
+def test_prometheus_scrape_sees_decorated_calls(cache: RedisCaching) -> None:
+    """The Prometheus exporter, scraped over HTTP, shows a decorated function's calls."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    @cached(cache=cache)
+    def wired_scraped(x: int) -> int:
+        return -x
+
+    for _ in range(3):
+        wired_scraped(7)
+    name = _recorder("wired_scraped").function
+    server, port = metrics.start_prometheus_exporter(port=0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    calls = {s.labels["result"]: s.value
+             for family in text_string_to_metric_families(body) for s in family.samples
+             if s.name == "memo_redis_calls_total" and s.labels.get("function") == name}
+    assert calls["miss"] == 1
+    assert calls["hit"] == 2
+
