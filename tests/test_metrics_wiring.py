@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -37,12 +38,16 @@ def test_l1_hits_are_counted_apart(cache: RedisCaching) -> None:
     def wired_local(x: int) -> int:
         return x + 1
 
-    for _ in range(4):
+    # The L1 takes entries once its tracking connection is up: call until one is served locally.
+    deadline = time.monotonic() + 30
+    calls = 0
+    while wired_local.cache_info().l1_hits == 0 and time.monotonic() < deadline:
         assert wired_local(1) == 2
+        calls += 1
     info = wired_local.cache_info()
+    assert info.l1_hits >= 1
     assert info.misses == 1
-    assert info.hits == 3
-    assert 1 <= info.l1_hits <= 3  # the first hit may come from Redis while the L1 fills
+    assert info.hits == calls - 1
     m = _recorder("wired_local")
     assert m.l1_hits == info.l1_hits
     assert m.hits == info.hits - info.l1_hits

@@ -111,6 +111,10 @@ def instrument_opentelemetry(
                     ("lookup", list(m.lookup_buckets), m.lookup_sum_ns),
                     ("compute", list(m.compute_buckets), m.compute_sum_ns),
                 ):
+                    if not any(buckets):
+                        # Nothing observed yet: no series (keeps within the SDK's cardinality
+                        # limit when many functions are registered but few are timed).
+                        continue
                     if part == "count":
                         yield Observation(sum(buckets), _attrs(m, phase=phase))
                     elif part == "sum":
