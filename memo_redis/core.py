@@ -83,6 +83,13 @@ _FENCE_PREFIX = layout.INTERNAL_PREFIX + "fence:"
 _MAX_WARNED_KEYS = 1024
 
 
+class SeedFingerprint(bytes):
+    """The fingerprint of a seed SQL read: its key may hold the seed deployment's plain JSON,
+    which lookups with any other fingerprint (decorated functions) treat as a miss."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class Lookup:
     """What one lookup saw: the decoded value (or MISS) and the state a later store must match."""
@@ -505,7 +512,13 @@ class RedisCaching:
             return MISS, None
         env = envelope.unpack(raw)
         if env is None:
-            # Plain JSON text: the seed deployment's format (no stamp, no fingerprint).
+            # Plain JSON text: the seed deployment's format (no stamp, no fingerprint). Only the
+            # key/value API (no fingerprint) and the seed's SQL reader (a SeedFingerprint) read
+            # it; decorated functions write envelopes, so at their keys it came from elsewhere.
+            if fingerprint is not None and not isinstance(fingerprint, SeedFingerprint):
+                self._warn_key(key, "is not a memo_redis envelope (decorated functions write "
+                               "only envelopes)")
+                return MISS, None
             try:
                 return self.serializer.decode_plain_json(raw, max_size=self.max_value_size), None
             except DecodeError as exc:

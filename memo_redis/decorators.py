@@ -187,9 +187,6 @@ class _Plan:
         self.home_module = raw.__module__
         self.home_qualname = home if home and not home.endswith(">") else None
         self.prefix = prefix
-        self.accept_plain = False
-        """Serve a plain (non-envelope) value found at a key: only the seed's SQL reader does;
-        decorated functions write envelopes and treat anything else as a miss."""
         self.template = (
             KeyTemplate(prefix, self.plain.parameters, owner=self.owner) if prefix else None
         )
@@ -423,16 +420,6 @@ class _Cached:
             if token is not None:
                 await cache.arelease(key, look, token)
 
-    def enveloped(self, cache: RedisCaching, key: str, look: Lookup) -> Lookup:
-        """``look``, with a plain value (not an envelope) taken as a miss: decorated functions
-        only write envelopes, so a plain value at their key was put there by someone else and
-        has neither stamp nor fingerprint to check. (The seed's SQL reader serves plain JSON.)"""
-        if look.envelope is not None or look.value is MISS or self.plan.accept_plain:
-            return look
-        cache._warn_key(key, "is not a memo_redis envelope (decorated functions write only "
-                        "envelopes)")
-        return Lookup(MISS, look.generations, look.fence, None)
-
     def broken(self, cache: RedisCaching, key: str) -> None:
         """A claim could not arm ``key`` (a bookkeeping key of the wrong type): run uncached."""
         self.stats.count("errors")
@@ -455,7 +442,7 @@ class _Cached:
                 return value
             epoch = local.epoch()
         try:
-            look = self.enveloped(cache, key, cache.lookup(key, fingerprint))
+            look = cache.lookup(key, fingerprint)
         except CacheUnavailable as error:
             self.failed(cache, error)
             return wrapped(*args, **kwargs)
@@ -485,7 +472,7 @@ class _Cached:
         except CacheUnavailable as error:
             self.failed(cache, error)
             return wrapped(*args, **kwargs)
-        got = self.enveloped(cache, key, claim.look)
+        got = claim.look
         if got.value is not MISS:  # a holder stored between our lookup and our claim
             if claim.taken:
                 cache.release(key, got, token)
@@ -525,7 +512,7 @@ class _Cached:
             except CacheUnavailable as error:
                 self.failed(cache, error)
                 return wrapped(*args, **kwargs)
-            got = self.enveloped(cache, key, claim.look)
+            got = claim.look
             if got.value is not MISS:
                 if claim.taken:
                     cache.release(key, got, token)
@@ -599,7 +586,7 @@ class _Cached:
                 return value
             epoch = local.epoch()
         try:
-            look = self.enveloped(cache, key, await cache.alookup(key, fingerprint))
+            look = await cache.alookup(key, fingerprint)
         except CacheUnavailable as error:
             self.failed(cache, error)
             return await wrapped(*args, **kwargs)
@@ -628,7 +615,7 @@ class _Cached:
         except CacheUnavailable as error:
             self.failed(cache, error)
             return await wrapped(*args, **kwargs)
-        got = self.enveloped(cache, key, claim.look)
+        got = claim.look
         if got.value is not MISS:
             if claim.taken:
                 await cache.arelease(key, got, token)
@@ -669,7 +656,7 @@ class _Cached:
             except CacheUnavailable as error:
                 self.failed(cache, error)
                 return await wrapped(*args, **kwargs)
-            got = self.enveloped(cache, key, claim.look)
+            got = claim.look
             if got.value is not MISS:
                 if claim.taken:
                     await cache.arelease(key, got, token)
@@ -758,7 +745,6 @@ class _Batch:
         """Record the hits; return the distinct calls that must run, in order."""
         to_run: list[_Call] = []
         for call, (key, _), look in zip(self.prepared, self.derived, looks, strict=True):
-            look = self.core.enveloped(self.cache, key, look)
             if look.value is not MISS:
                 self.core.stats.count("hits")
                 self.values[key] = look.value

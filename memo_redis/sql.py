@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from .context import get_default_cache
-from .core import RedisCaching
+from .core import RedisCaching, SeedFingerprint
 from .decorators import _Cached, _Plan, _run_invalidations
 from .keys import (
     build_cache_key,
@@ -89,10 +89,12 @@ def _request(kind: str, table: str, columns: list[str], where: list[str],
     """The hex digest and 16-byte fingerprint of one normalized request."""
     if not isinstance(beautify, bool):
         raise TypeError(f"beautify must be a bool, got {type(beautify).__name__} {beautify!r}")
-    return fingerprint_of(canonical_bytes([
+    digest, fingerprint = fingerprint_of(canonical_bytes([
         ("kind", kind), ("table", table), ("columns", sorted(columns)),
         ("where", sorted(where)), ("beautify", beautify),
     ]))
+    # The seed's deployments wrote these keys as plain JSON text: the lookup may serve it.
+    return digest, SeedFingerprint(fingerprint)
 
 
 def _data_key(table: object, column: object, where: object, beautify: bool) -> tuple[str, bytes]:
@@ -143,7 +145,6 @@ class _GivenKeyPlan(_Plan):
 
 _PLAN = _GivenKeyPlan(_run_fetcher, prefix=None, namespace=None, category="data", ignore=(),
                       key=None, digest_length=None)
-_PLAN.accept_plain = True  # entries written by the seed's deployments are plain JSON text
 # One reader per (cache, ttl) so reads of one key share the in-process single-flight table.
 _readers: weakref.WeakKeyDictionary[RedisCaching, dict[Any, _Cached]] = (
     weakref.WeakKeyDictionary()
