@@ -70,7 +70,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from memo_redis.exceptions import ConfigError, MemoRedisError
 
@@ -180,15 +180,41 @@ def _describe(kind: str, ids: tuple[bytes, ...]) -> str:
     return f"{kind}({count}, primary id {ids[0].hex()})"
 
 
+_Ring = TypeVar("_Ring", bound="_KeyRing")
+
+
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class SigningKeys:
+class _KeyRing:
+    """Keys by id, the first one sealing; what signing and encryption keys share."""
+
+    _keys: tuple[bytes, ...]
+    _ids: tuple[bytes, ...]
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The keys' ids in hex, the sealing key's first."""
+        return tuple(key_id.hex() for key_id in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return _describe(type(self).__name__, self._ids)
+
+    def __copy__(self: _Ring) -> _Ring:
+        return self
+
+    def __deepcopy__(self: _Ring, memo: object) -> _Ring:
+        return self
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class SigningKeys(_KeyRing):
     """HMAC-SHA256 signing keys; the first signs, all verify (rotation).
 
     Build with :meth:`parse`. The keys never appear in ``repr``/``str``; only their 4-byte ids.
     """
 
-    _keys: tuple[bytes, ...]
-    _ids: tuple[bytes, ...]
     _pads: dict[bytes, tuple[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -223,23 +249,6 @@ class SigningKeys:
                 )
             keys.append(raw)
         return cls(*_index_keys(b"hmac-sha256", keys, source))
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """The keys' ids in hex, the signing key's first."""
-        return tuple(key_id.hex() for key_id in self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __repr__(self) -> str:
-        return _describe("SigningKeys", self._ids)
-
-    def __copy__(self) -> SigningKeys:
-        return self
-
-    def __deepcopy__(self, memo: object) -> SigningKeys:
-        return self
 
 
 _aead: tuple[type[AESGCM], type[Exception]] | None = None
@@ -288,15 +297,13 @@ def _decode_encryption_key(item: bytes | str, source: str, where: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
-class EncryptionKeys:
+class EncryptionKeys(_KeyRing):
     """AES-256-GCM keys; the first encrypts, all decrypt (rotation).
 
     Build with :meth:`parse`; needs the ``cryptography`` package (``memo_redis[crypto]``). The
     keys never appear in ``repr``/``str``; only their 4-byte ids.
     """
 
-    _keys: tuple[bytes, ...]
-    _ids: tuple[bytes, ...]
     _ciphers: dict[bytes, AESGCM] = field(init=False)
     _invalid_tag: type[Exception] = field(init=False)
 
@@ -324,23 +331,6 @@ class EncryptionKeys:
             for index, item in enumerate(items)
         ]
         return cls(*_index_keys(b"aes-256-gcm", keys, source))
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """The keys' ids in hex, the encrypting key's first."""
-        return tuple(key_id.hex() for key_id in self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __repr__(self) -> str:
-        return _describe("EncryptionKeys", self._ids)
-
-    def __copy__(self) -> EncryptionKeys:
-        return self
-
-    def __deepcopy__(self, memo: object) -> EncryptionKeys:
-        return self
 
 
 # --- the sealer ------------------------------------------------------------------------------
