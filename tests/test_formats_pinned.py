@@ -28,7 +28,7 @@ from memo_redis.keys import (
     fingerprint_of,
     seed_digest,
 )
-from memo_redis.serialization import FLAG_ZLIB, Serializer
+from memo_redis.serialization import FLAG_ZLIB, Codec, Serializer
 
 # --- seed SQL keys ---------------------------------------------------------------------------
 
@@ -247,6 +247,32 @@ def test_bound_arguments_digest_is_pinned(
     items = binder.key_items(binder.bind(args, kwargs))
     assert canonical_bytes(items) == data
     assert fingerprint_of(data)[0] == digest
+
+
+def test_library_types_in_arguments_keep_their_public_identity() -> None:
+    """Enum members and dataclasses of memo_redis encode under their public module path."""
+    from memo_redis.statements import Statement, StatementKind
+
+    statement = Statement(
+        StatementKind.DELETE, frozenset(), frozenset({"users"}), "DELETE FROM users"
+    )
+    items = [("codec", Codec.JSON), ("kind", StatementKind.SELECT), ("statement", statement)]
+    data = canonical_bytes(items)
+    assert data == (
+        b"\x96\xa5codec\x93\xc7\x00\t\xbememo_redis.serialization.Codec\xa4JSON\xa4kind\x93"
+        b"\xc7\x00\t\xd9#memo_redis.statements.StatementKind\xa6SELECT\xa9statement\x9a\xc7\x00"
+        b"\n\xbfmemo_redis.statements.Statement\xa4kind\x93\xc7\x00\t\xd9#memo_redis.statements."
+        b"StatementKind\xa6DELETE\xa5reads\xc7\x00%\xa6writes\xc7\x06%\xa5users\xaanormalized"
+        b"\xb1DELETE FROM users"
+    )
+    assert fingerprint_of(data)[0] == (
+        "597d9828475d22febdd4d1bbe047d188e32252c54cb56fbb39f916a15bf9125c"
+    )
+    pickled = (Codec.JSON.__reduce_ex__(5), StatementKind.SELECT.__reduce_ex__(5))
+    assert [(cls.__module__, cls.__qualname__, args) for cls, args in pickled] == [
+        ("memo_redis.serialization", "Codec", ("json",)),
+        ("memo_redis.statements", "StatementKind", ("SELECT",)),
+    ]
 
 
 # --- the envelope ---------------------------------------------------------------------------
