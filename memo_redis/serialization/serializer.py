@@ -112,6 +112,10 @@ class Codec(str, enum.Enum):
     PICKLE = "pickle"
 
 
+# Named by its public path, as before the package was split into modules: canonical keys
+# (memo_redis.keys) and pickles name an Enum member's class by its module.
+Codec.__module__ = "memo_redis.serialization"
+
 _CODEC_IDS: dict[Codec, int] = {Codec.MSGPACK: 0, Codec.JSON: 1, Codec.PICKLE: 2}
 
 
