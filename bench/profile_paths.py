@@ -203,7 +203,8 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
     if env.flags & _ZLIB:
         s.cpu("    zlib.decompress", lambda: zlib.decompress(env.body))
     s.cpu("    msgpack.unpackb + ext_hook",
-          lambda: msgpack.unpackb(body, ext_hook=serialization.serializer._ext_hook, strict_map_key=False))
+          lambda: msgpack.unpackb(body, ext_hook=serialization.msgpack_codec.ext_hook,
+                                  strict_map_key=False))
     s.cpu("baseline msgpack.unpackb (uncompressed)", lambda: msgpack.unpackb(plain))
     u = s.us
     python_parts = (u["derive key (total)"] + u["lookup key list (gens + key)"]

@@ -342,7 +342,7 @@ def test_decode_of_ext_payload_goes_through_ext_hook() -> None:
     """Positive control: a tuple payload is rebuilt by the Python ext_hook."""
     s = Serializer(compress_threshold=None)
     flags, body = s.encode({"a": (1, 2)})
-    assert serialization.serializer._ext_hook.__name__ in _python_functions_called(s, flags, body)
+    assert serialization.msgpack_codec.ext_hook.__name__ in _python_functions_called(s, flags, body)
 
 
 # --- compression -------------------------------------------------------------------------------
