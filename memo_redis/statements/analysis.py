@@ -59,7 +59,7 @@ import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .exceptions import MemoRedisError
+from memo_redis.exceptions import MemoRedisError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -129,6 +129,12 @@ class Statement:
     def is_write(self) -> bool:
         """True when the statement changes a table (every kind but SELECT and OTHER)."""
         return self.kind.is_write
+
+
+# Named by their public path, as before the package was split into modules: canonical keys
+# (memo_redis.keys) and pickles name an Enum member's or a dataclass's class by its module.
+StatementKind.__module__ = "memo_redis.statements"
+Statement.__module__ = "memo_redis.statements"
 
 
 class _Named(Protocol):
