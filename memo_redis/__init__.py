@@ -13,9 +13,9 @@ from .context import (
     set_caching_enabled,
     set_default_cache,
 )
-from .core import RedisCaching
 from .decorators import Args, CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
+from .facade import RedisCaching
 from .keys import build_cache_key
 from .local import LocalCache
 from .serialization import Codec, Serializer

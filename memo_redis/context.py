@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from .config import disabled_by_environment
 
 if TYPE_CHECKING:
-    from .core import RedisCaching
+    from .facade import RedisCaching
 
+_cache_class: Callable[[], Any] | None = None
+""":class:`~memo_redis.RedisCaching`, registered by :mod:`memo_redis.facade` (which sits above
+this module: the default cache is built through this slot, not through an import)."""
 _default_cache: RedisCaching | None = None
 _built_here = False  # whether _default_cache was built by get_default_cache (so we may close it)
 _default_lock = threading.Lock()
@@ -59,6 +62,12 @@ def caching_enabled() -> bool:
     return not caching_disabled.get()
 
 
+def register_cache_class(cls: Callable[[], Any]) -> None:
+    """Called once by :mod:`memo_redis.facade`: the class :func:`get_default_cache` builds."""
+    global _cache_class
+    _cache_class = cls
+
+
 def get_default_cache() -> RedisCaching:
     """The process-wide default cache, built on first use with ``RedisCaching()``.
 
@@ -71,9 +80,9 @@ def get_default_cache() -> RedisCaching:
         with _default_lock:
             cache = _default_cache
             if cache is None:
-                from .core import RedisCaching
-
-                cache = _default_cache = RedisCaching()
+                if _cache_class is None:
+                    raise RuntimeError("memo_redis.facade was not imported")
+                cache = _default_cache = _cache_class()
                 _built_here = True
     return cache
 
@@ -85,9 +94,7 @@ def set_default_cache(cache: RedisCaching | None) -> None:
     :func:`get_default_cache` built itself has its connection pool closed (a cache passed in
     here is left to its owner).
     """
-    from .core import RedisCaching
-
-    if cache is not None and not isinstance(cache, RedisCaching):
+    if cache is not None and not is_cache(cache):
         raise TypeError(
             f"set_default_cache() takes a RedisCaching or None, got {type(cache).__name__}"
         )
@@ -110,3 +117,8 @@ def disabled() -> Iterator[None]:
         yield
     finally:
         _disabled_here.reset(token)
+
+
+def is_cache(value: object) -> bool:
+    """Is ``value`` a :class:`~memo_redis.RedisCaching`?"""
+    return isinstance(_cache_class, type) and isinstance(value, _cache_class)

@@ -139,3 +139,14 @@ class AsyncFlights:
         finally:
             if running.get(flight_id) is future:
                 del running[flight_id]
+
+
+class FlightTables:
+    """One function's single-flight tables: threads (:class:`Flights`) and asyncio tasks
+    (:class:`AsyncFlights`)."""
+
+    __slots__ = ("aio", "sync")
+
+    def __init__(self) -> None:
+        self.sync = Flights()
+        self.aio = AsyncFlights()

@@ -20,11 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from .keys import segment_prefixes
+from .exceptions import ConfigError
+from .keys import literal_prefix, segment_prefixes
 
 INTERNAL_PREFIX = "__memo__:"
 _GEN = INTERNAL_PREFIX + "gen:"
 _FENCE = INTERNAL_PREFIX + "fence:"
+FENCE_PREFIX = _FENCE
+"""The start of every fence key."""
 _LOCK = INTERNAL_PREFIX + "lock:"
 _INDEX = INTERNAL_PREFIX + "idx:"
 
@@ -212,3 +215,27 @@ def _cluster_generation_keys(group: str, scope: str) -> tuple[str, ...]:
 
 GROUPS_KEY = INTERNAL_PREFIX + "groups"
 """The registry of hash-tag groups (cluster layout only)."""
+
+
+def check_key(key: object) -> None:
+    """Refuse a key that is not a non-empty str, or that is in the reserved namespace."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+    if not key:
+        raise ValueError("key must be a non-empty str, got ''")
+    if key.startswith(INTERNAL_PREFIX):
+        raise ConfigError(
+            f"key {key!r} is in the {INTERNAL_PREFIX!r} namespace, reserved for "
+            "memo_redis's bookkeeping (generations, fences, locks, indexes): use another key"
+        )
+
+
+def check_pattern(pattern: str) -> None:
+    """Refuse a glob whose literal start is in the reserved ``__memo__:`` namespace."""
+    head = literal_prefix(pattern)
+    if head == INTERNAL_PREFIX[:-1] or head.startswith(INTERNAL_PREFIX):
+        raise ConfigError(
+            f"pattern {pattern!r} is in the {INTERNAL_PREFIX!r} namespace, reserved for "
+            "memo_redis's bookkeeping (generations, fences, locks, indexes); '*' never deletes "
+            "those keys"
+        )

@@ -46,7 +46,7 @@ from .exceptions import ConfigError
 from .layout import INTERNAL_PREFIX
 
 if TYPE_CHECKING:
-    from .core import RedisCaching
+    from .engine import Engine
 
 log = logging.getLogger("memo_redis")
 
@@ -98,7 +98,7 @@ class LocalCache:
     if no invalidation arrives.
     """
 
-    def __init__(self, cache: RedisCaching, *, max_entries: int = 10_000,
+    def __init__(self, cache: Engine, *, max_entries: int = 10_000,
                  max_bytes: int = 64 * 1024 * 1024, max_ttl: float = 300.0) -> None:
         _check_bounds(max_entries, max_bytes, max_ttl)
         self._cache = cache

@@ -21,14 +21,11 @@ run the writer.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .context import get_default_cache
-from .core import RedisCaching, SeedFingerprint
-from .decorators import _Cached, _Plan, _run_invalidations
+from .context import get_default_cache, is_cache
+from .decorators.invalidates import run_invalidations
 from .keys import (
     build_cache_key,
     canonical_bytes,
@@ -37,7 +34,11 @@ from .keys import (
     seed_digest,
     segment_escape,
 )
+from .protocol.entries import SeedFingerprint
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
+
+if TYPE_CHECKING:
+    from .facade import RedisCaching
 
 __all__ = [
     "SQLCacheOrchestrator",
@@ -131,47 +132,9 @@ def table_pattern(table: str) -> str:
 # --- read-through ----------------------------------------------------------------------------
 
 
-def _run_fetcher(key: str, fingerprint: bytes, fetcher: Callable[[], Any]) -> Any:
-    return fetcher()
-
-
-class _GivenKeyPlan(_Plan):
-    """A ``@cached`` plan whose key and fingerprint are the call's first two arguments."""
-
-    def derive(self, cache: RedisCaching, instance: Any, args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> tuple[str, bytes]:
-        return args[0], args[1]
-
-
-_PLAN = _GivenKeyPlan(_run_fetcher, prefix=None, namespace=None, category="data", ignore=(),
-                      key=None, digest_length=None)
-# One reader per (cache, ttl) so reads of one key share the in-process single-flight table.
-_readers: weakref.WeakKeyDictionary[RedisCaching, dict[Any, _Cached]] = (
-    weakref.WeakKeyDictionary()
-)
-_readers_lock = threading.Lock()
-
-
-def _reader(cache: RedisCaching, ttl: TTL) -> _Cached:
-    with _readers_lock:
-        per_cache = _readers.get(cache)
-        if per_cache is None:
-            per_cache = _readers[cache] = {}
-        reader = per_cache.get(ttl)
-        if reader is None:
-            # A proxy, so that this registry never keeps a cache (and its pools) alive.
-            proxy = cast(RedisCaching, weakref.proxy(cache))
-            reader = per_cache[ttl] = _Cached(
-                _PLAN, cache=proxy, ttl=ttl, unless=None, cache_none=True, strict=None,
-                single_flight=True, early_refresh=0.0, jitter=0.0,
-            )
-    return reader
-
-
 def _read_through(cache: RedisCaching, key: str, fingerprint: bytes, fetcher: Callable[[], T],
                   ttl: TTL) -> T:
-    result: T = _reader(cache, ttl).call(_run_fetcher, None, (key, fingerprint, fetcher), {})
-    return result
+    return cache.get_or_create(key, fetcher, ttl, fingerprint=fingerprint)
 
 
 def _check_callable(value: object, param: str) -> None:
@@ -221,9 +184,9 @@ def _write_through(cache: RedisCaching, table: str, writer: Callable[[], T]) -> 
     try:
         result = writer()
     except BaseException as exc:
-        _run_invalidations(cache, patterns, None, exc)
+        run_invalidations(cache, patterns, None, exc)
         raise
-    _run_invalidations(cache, patterns, None, None)
+    run_invalidations(cache, patterns, None, None)
     return result
 
 
@@ -275,7 +238,7 @@ class SQLCacheOrchestrator:
     """
 
     def __init__(self, sql: Any, cache: RedisCaching | None = None) -> None:
-        if cache is not None and not isinstance(cache, RedisCaching):
+        if cache is not None and not is_cache(cache):
             raise TypeError(f"cache must be a RedisCaching or None, got {type(cache).__name__}")
         self.sql = sql
         self._cache = cache

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from memo_redis.core import RedisCaching
+    from memo_redis.facade import RedisCaching
     from memo_redis.servers.embedded import EmbeddedServer
 
 __all__ = [
@@ -128,7 +128,7 @@ def memo_redis_factory(memo_redis_binary: str) -> Iterator[ServerFactory]:
 @pytest.fixture
 def memo_cache(memo_redis_server: EmbeddedServer) -> Iterator[RedisCaching]:
     """A ``RedisCaching`` on the session server with an empty keyspace, closed afterwards."""
-    from memo_redis.core import RedisCaching
+    from memo_redis.facade import RedisCaching
 
     admin = memo_redis_server.client()
     try:

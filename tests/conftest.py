@@ -10,8 +10,8 @@ import pytest
 if TYPE_CHECKING:
     import redis
 
-    from memo_redis.core import RedisCaching
     from memo_redis.embedded import EmbeddedServer
+    from memo_redis.facade import RedisCaching
     from memo_redis.testing import ServerFactory
 
 

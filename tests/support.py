@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import redis
 
 from memo_redis import RedisCaching
+from memo_redis.protocol import operations
+from memo_redis.protocol.entries import Claim, Lookup
 
 T = TypeVar("T")
 
@@ -46,3 +48,35 @@ def run(cache: RedisCaching, coro: Coroutine[Any, Any, T]) -> T:
             await cache.aclose()
 
     return asyncio.run(main())
+
+
+class Protocol:
+    """The engine's entry flows (:mod:`memo_redis.protocol.operations`) run on the sync driver,
+    for tests that drive the protocol step by step: ``protocol(cache).arm(key)``."""
+
+    def __init__(self, cache: RedisCaching) -> None:
+        self.engine = cache.engine
+
+    def lookup(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        return self.engine.sync.run(operations.lookup(self.engine, key, fingerprint))
+
+    def arm(self, key: str, fingerprint: bytes | None = None) -> Lookup:
+        return self.engine.sync.run(operations.arm(self.engine, key, fingerprint))
+
+    def claim(self, key: str, seen: Lookup, token: bytes,
+              fingerprint: bytes | None = None) -> Claim:
+        return self.engine.sync.run(operations.claim(self.engine, key, seen, token, fingerprint))
+
+    def store(self, key: str, value: Any, ttl_ms: int | None, **options: Any) -> bool:
+        return self.engine.sync.run(operations.store(self.engine, key, value, ttl_ms, **options))
+
+    def lock_held(self, key: str, seen: Lookup) -> bool:
+        return self.engine.sync.run(operations.lock_held(self.engine, key, seen))
+
+    def release(self, key: str, seen: Lookup, token: bytes) -> None:
+        self.engine.sync.run(operations.release(self.engine, key, seen, token))
+
+
+def protocol(cache: RedisCaching) -> Protocol:
+    """:class:`Protocol` of ``cache``."""
+    return Protocol(cache)

@@ -19,10 +19,11 @@ import pytest
 import redis
 import redis.asyncio.cluster
 from redis.cluster import RedisCluster
+from support import protocol
 
 from memo_redis import RedisArgs, RedisCaching, cached, invalidates
-from memo_redis.core import Claim, Lookup
 from memo_redis.exceptions import CacheUnavailable, ConfigError
+from memo_redis.protocol.entries import Claim
 from memo_redis.servers import Address, LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -378,7 +379,8 @@ def test_table_invalidation_through_the_index(env: dict[str, str], cluster: Loca
             row("orders", pk)
         index = "__memo__:idx:{sql:users}"
         assert cache.client.scard(index) == 12
-        assert cache._dbsize() > 20 > max(len(k) for k in _keys_by_primary(cluster).values())
+        largest = max(len(k) for k in _keys_by_primary(cluster).values())
+        assert cache.client.dbsize(target_nodes="primaries") > 20 > largest
         assert cache.invalidate("sql:users:*") == 12
         assert cache.client.scard(index) == 0
         keys = set().union(*_keys_by_primary(cluster).values())
@@ -430,7 +432,7 @@ def test_single_entry_invalidation(ccache: RedisCaching) -> None:
 
     assert row("users", 1) == ("users", 1, 0) and row("users", 2) == ("users", 2, 0)
     source.versions["users"] = 5
-    in_flight = ccache.arm(_logical(row.cache_key("users", 1)))  # a computation's fence
+    in_flight = protocol(ccache).arm(_logical(row.cache_key("users", 1)))  # a computation's fence
     fence = f"__memo__:fence:{{sql:users}}|{_logical(row.cache_key('users', 1))}"
     assert ccache.client.exists(fence) == 1
     assert row.invalidate("users", 1) == 1
@@ -464,26 +466,28 @@ def test_get_many_and_set_many_span_slots(ccache: RedisCaching, cluster: LocalCl
     assert ccache.get_many(wanted) == {"flat": "no colon"}
 
 
-class _Observed(RedisCaching):
-    """A RedisCaching that signals when it finds a single-flight lock held by someone else."""
+def _observe_held_locks(cache: RedisCaching) -> threading.Event:
+    """An event set when ``cache`` finds a single-flight lock held by someone else."""
+    refused = threading.Event()
+    requests = cache.engine.requests
+    parse_claim = requests.parse_claim
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.refused = threading.Event()
-
-    def claim(self, key: str, seen: Lookup, token: bytes,
-              fingerprint: bytes | None = None) -> Claim:
-        claim = super().claim(key, seen, token, fingerprint)
+    def observed(key: str, reply: list[Any], fingerprint: bytes | None) -> Claim:
+        claim = parse_claim(key, reply, fingerprint)
         if claim.held:
-            self.refused.set()
+            refused.set()
         return claim
+
+    requests.parse_claim = observed  # type: ignore[method-assign]
+    return refused
 
 
 def test_single_flight_lock_holds_in_every_slot(env: dict[str, str],
                                                 cluster: LocalCluster) -> None:
     """Two clients (two "processes") missing the same key run the body once, per table."""
     leader_cache = RedisCaching(RedisArgs.from_env(env), strict=True)
-    waiter_cache = _Observed(RedisArgs.from_env(env), strict=True)
+    waiter_cache = RedisCaching(RedisArgs.from_env(env), strict=True)
+    waiter_refused = _observe_held_locks(waiter_cache)
     by_owner = {cluster.primary_of(f"{{sql:{t}}}"): t for t in reversed(TABLES)}
     tables = tuple(by_owner.values())
     assert len(tables) == 3
@@ -515,13 +519,13 @@ def test_single_flight_lock_holds_in_every_slot(env: dict[str, str],
     results: dict[str, list[str]] = {t: [] for t in tables}
     try:
         for table in tables:
-            waiter_cache.refused.clear()
+            waiter_refused.clear()
             leader = threading.Thread(target=lambda t=table: results[t].append(lead(t)))
             leader.start()
             assert started[table].wait(10)
             waiter = threading.Thread(target=lambda t=table: results[t].append(wait(t)))
             waiter.start()
-            assert waiter_cache.refused.wait(10), (table, runs, results)
+            assert waiter_refused.wait(10), (table, runs, results)
             waiting[table].set()
             leader.join(10)
             waiter.join(10)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 import redis.connection
-from support import command_calls, reset_stats, wait_until
+from support import command_calls, protocol, reset_stats, wait_until
 
 import memo_redis
 from memo_redis import (
@@ -37,8 +37,8 @@ from memo_redis import (
     envelope,
     layout,
 )
-from memo_redis.core import MISS
 from memo_redis.embedded import EmbeddedServer
+from memo_redis.protocol.entries import MISS
 from memo_redis.testing import ServerFactory
 
 PASSWORD = "s3cret-pw"
@@ -818,9 +818,9 @@ def test_digest_collision_with_decorator_digest_length(cache: RedisCaching) -> N
 def test_fingerprint_mismatch_is_a_miss(cache: RedisCaching) -> None:
     """A stored fingerprint that differs from the lookup's is a miss, the same one a hit."""
     fp_a, fp_b = b"A" * 16, b"B" * 16
-    assert cache.store("sql:users:data:f", "for-A", 60_000, fingerprint=fp_a) is True
-    assert cache.lookup("sql:users:data:f", fp_b).value is MISS
-    assert cache.lookup("sql:users:data:f", fp_a).value == "for-A"
+    assert protocol(cache).store("sql:users:data:f", "for-A", 60_000, fingerprint=fp_a) is True
+    assert protocol(cache).lookup("sql:users:data:f", fp_b).value is MISS
+    assert protocol(cache).lookup("sql:users:data:f", fp_a).value == "for-A"
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -1240,11 +1240,11 @@ def test_checked_store_succeeds_without_invalidation(cache: RedisCaching, raw: r
                                                      ) -> None:
     """A store checked against its armed lookup succeeds when nothing changed in between, and
     deletes the fence it was admitted by."""
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     assert look.value is MISS
     assert look.fence is not None and None not in look.generations
     assert raw.exists(cache.layout.fence_key(KEY)) == 1
-    assert cache.store(KEY, "fresh", 60_000, seen=look) is True
+    assert protocol(cache).store(KEY, "fresh", 60_000, seen=look) is True
     assert cache.get(KEY) == "fresh"
     assert raw.exists(cache.layout.fence_key(KEY)) == 0
 
@@ -1252,9 +1252,9 @@ def test_checked_store_succeeds_without_invalidation(cache: RedisCaching, raw: r
 def test_checked_store_without_an_armed_fence_is_refused(cache: RedisCaching) -> None:
     """A store checked against a plain lookup (no fence armed) is refused: an absent fence
     never admits a store."""
-    look = cache.lookup(KEY)
+    look = protocol(cache).lookup(KEY)
     assert look.fence is None
-    assert cache.store(KEY, "unproven", 60_000, seen=look) is False
+    assert protocol(cache).store(KEY, "unproven", 60_000, seen=look) is False
     assert cache.get(KEY) is None
 
 
@@ -1264,16 +1264,16 @@ def test_store_is_refused_when_a_bookkeeping_key_vanished(
 ) -> None:
     """A fence or generation that vanished (expired, evicted, flushed) refuses the store, and
     the token created in its place is a new one."""
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     gone = (cache.layout.fence_key(KEY) if which == "fence"
             else cache.layout.generation_keys(KEY)[-1])
     old_token = raw.get(gone)
     raw.delete(gone)  # exactly what an eviction does
-    assert cache.store(KEY, "stale", 60_000, seen=look) is False
-    again = cache.arm(KEY)
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is False
+    again = protocol(cache).arm(KEY)
     assert raw.get(gone) not in (None, old_token)
-    assert cache.store(KEY, "stale", 60_000, seen=look) is False
-    assert cache.store(KEY, "fresh", 60_000, seen=again) is True
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is False
+    assert protocol(cache).store(KEY, "fresh", 60_000, seen=again) is True
     assert cache.get(KEY) == "fresh"
 
 
@@ -1292,53 +1292,53 @@ def test_store_after_invalidation_is_refused(
     cache: RedisCaching, raw: redis.Redis, invalidate: Callable[[RedisCaching], Any]
 ) -> None:
     """invalidate() between a lookup and its store makes the checked store refuse."""
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     invalidate(cache)
-    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is False
     assert raw.exists(KEY) == 0
     assert cache.get(KEY) is None
 
 
 def test_store_of_unrelated_scope_is_not_refused(cache: RedisCaching) -> None:
     """Invalidating another table does not refuse this table's store."""
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     cache.invalidate("sql:orders:*")
     cache.invalidate("sql:users2:*")
-    assert cache.store(KEY, "fresh", 60_000, seen=look) is True
+    assert protocol(cache).store(KEY, "fresh", 60_000, seen=look) is True
 
 
 def test_glob_invalidation_fences_locked_computation(cache: RedisCaching, raw: redis.Redis) -> None:
     """A non-prefix glob fences a matching computation that holds the single-flight lock."""
     token = envelope.new_token()
-    claim = cache.claim(KEY, cache.lookup(KEY), token)
+    claim = protocol(cache).claim(KEY, protocol(cache).lookup(KEY), token)
     assert claim.taken
     look = claim.look
-    assert cache.lock_held(KEY, look) is True
+    assert protocol(cache).lock_held(KEY, look) is True
     cache.set("sql:users2:data:1", "kept")
     assert cache.invalidate("sql:users*") == 1
-    assert cache.store(KEY, "stale", 60_000, seen=look, token=token) is False
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look, token=token) is False
     assert raw.exists(KEY) == 0
-    assert cache.lock_held(KEY, look) is False  # the refused store released the lock
+    assert protocol(cache).lock_held(KEY, look) is False  # the refused store released the lock
 
 
 def test_glob_invalidation_fences_a_computation_without_lock(cache: RedisCaching,
                                                              raw: redis.Redis) -> None:
     """A non-prefix glob also fences a computation running without the lock (it armed a fence
     before running); a computation of a key the glob does not match keeps its fence."""
-    look = cache.arm(KEY)
-    other = cache.arm("sql:orders:data:1")
+    look = protocol(cache).arm(KEY)
+    other = protocol(cache).arm("sql:orders:data:1")
     assert cache.invalidate("sql:us*") == 0
-    assert cache.store(KEY, "stale", 60_000, seen=look) is False
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is False
     assert raw.exists(KEY) == 0
-    assert cache.store("sql:orders:data:1", "kept", 60_000, seen=other) is True
+    assert protocol(cache).store("sql:orders:data:1", "kept", 60_000, seen=other) is True
 
 
 def test_race_protection_switch(cache: RedisCaching) -> None:
     """With race_protection=False the same store lands (the switch the race tests flip)."""
     cache.race_protection = False
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     cache.invalidate("sql:users:*")
-    assert cache.store(KEY, "stale", 60_000, seen=look) is True
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is True
     assert cache.get(KEY) == "stale"
 
 
@@ -1492,7 +1492,7 @@ def test_invalidate_everything_keeps_working_and_keeps_bookkeeping(cache: RedisC
     """invalidate("*") is not refused: it invalidates every entry and deletes no __memo__ key
     but the generation it replaces."""
     cache.set("a:1", 1)
-    cache.arm("b:2")
+    protocol(cache).arm("b:2")
     internal = set(raw.keys("__memo__:*"))
     assert cache.invalidate("*") == 1
     assert set(raw.keys("__memo__:*")) == internal

@@ -32,7 +32,7 @@ import pytest
 import memo_redis
 
 if TYPE_CHECKING:
-    from memo_redis.core import RedisCaching
+    from memo_redis.facade import RedisCaching
     from memo_redis.servers import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 import redis
+from support import protocol
 
 from memo_redis import RedisCaching, cached, invalidates
-from memo_redis.core import MISS
+from memo_redis.protocol.entries import MISS
 from memo_redis.testing import ServerFactory
 
 POLICIES = ["volatile-ttl", "volatile-lru", "allkeys-lru", "allkeys-lfu", "noeviction"]
@@ -189,19 +190,19 @@ def test_evicted_generation_makes_entries_misses_and_is_recreated_fresh(
 ) -> None:
     """An evicted generation: the entries stamped with it are misses (even if still stored),
     an in-flight store is refused, and the next claim creates a new token, never the old."""
-    look = cache.arm(KEY)
-    assert cache.store(KEY, "v1", 60_000, seen=look) is True
-    in_flight = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
+    assert protocol(cache).store(KEY, "v1", 60_000, seen=look) is True
+    in_flight = protocol(cache).arm(KEY)
     gen_key = cache.layout.generation_keys(KEY)[-1]
     old_token = raw.get(gen_key)
     raw.delete(gen_key)  # what allkeys-* eviction does to a cold generation
     assert raw.exists(KEY) == 1
     assert cache.get(KEY) is None
-    fresh = cache.arm(KEY)
+    fresh = protocol(cache).arm(KEY)
     assert raw.get(gen_key) not in (None, old_token)
     assert cache.get(KEY) is None  # the old stamp never matches again
-    assert cache.store(KEY, "stale", 60_000, seen=in_flight) is False
-    assert cache.store(KEY, "v2", 60_000, seen=fresh) is True
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=in_flight) is False
+    assert protocol(cache).store(KEY, "v2", 60_000, seen=fresh) is True
     assert cache.get(KEY) == "v2"
 
 
@@ -279,7 +280,7 @@ def test_evicted_index_after_the_bump_never_revives_an_entry(raw: redis.Redis,
         indexed.invalidate("sql:things:*")
         assert raw.exists("sql:things:data:old") == 1  # not listed: left to its TTL
         assert indexed.get("sql:things:data:old") is None
-        assert indexed.lookup("sql:things:data:old").value is MISS
+        assert protocol(indexed).lookup("sql:things:data:old").value is MISS
     finally:
         indexed.close()
 
@@ -289,13 +290,13 @@ def test_evicted_fence_of_an_invalidated_entry_never_admits_the_old_store(
 ) -> None:
     """The fence a computation armed, evicted after an invalidation (or at any time), refuses
     its store: absent never admits."""
-    look = cache.arm(KEY)
+    look = protocol(cache).arm(KEY)
     cache.invalidate_key(KEY)
     assert raw.exists(cache.layout.fence_key(KEY)) == 0  # nothing left to evict
-    assert cache.store(KEY, "stale", 60_000, seen=look) is False
-    look = cache.arm(KEY)
+    assert protocol(cache).store(KEY, "stale", 60_000, seen=look) is False
+    look = protocol(cache).arm(KEY)
     raw.delete(cache.layout.fence_key(KEY))  # evicted while the body runs
-    assert cache.store(KEY, "unproven", 60_000, seen=look) is False
+    assert protocol(cache).store(KEY, "unproven", 60_000, seen=look) is False
     assert raw.exists(KEY) == 0
     started = time.monotonic()
     assert cache.get(KEY) is None

@@ -26,8 +26,8 @@ from support import command_calls, reset_stats, wait_until
 
 from memo_redis import CachedFunction, RedisArgs, RedisCaching, cached, invalidates
 from memo_redis.embedded import EmbeddedServer
-from memo_redis.layout import ClusterLayout
 from memo_redis.local import LocalCache
+from memo_redis.protocol.topology import Cluster
 from memo_redis.testing import ServerFactory
 
 P = ParamSpec("P")
@@ -600,7 +600,7 @@ def test_no_local_cache_on_the_cluster_layout(cache: RedisCaching,
                                              caplog: pytest.LogCaptureFixture) -> None:
     """With the cluster layout local_cache() is None (one warning) and local=True functions
     are cached in Redis only."""
-    cache.layout = ClusterLayout()
+    cache.engine.topology = Cluster()
     caplog.set_level(logging.WARNING, logger="memo_redis")
     calls: list[int] = []
 
@@ -654,7 +654,7 @@ def test_value_read_before_an_invalidation_is_never_kept(
     assert user(1) == "old"  # stored in Redis, not yet local
     local.clear()
     armed = [True]
-    real_lookup = cache.lookup
+    real_lookup = cache.engine.sync.lookup
 
     def lookup_then_write(key: str, fingerprint: bytes | None = None) -> Any:
         look = real_lookup(key, fingerprint)
@@ -666,7 +666,7 @@ def test_value_read_before_an_invalidation_is_never_kept(
             assert wait_until(lambda: local.invalidations > before)
         return look
 
-    monkeypatch.setattr(cache, "lookup", lookup_then_write)
+    monkeypatch.setattr(cache.engine.sync, "lookup", lookup_then_write)
     if not checked:
         real_put = local.put
         monkeypatch.setattr(local, "put", lambda k, v, size, ttl, _epoch: real_put(

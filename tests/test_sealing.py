@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memo_redis import envelope, sealing
+from memo_redis import envelope, key_rings, sealing
 from memo_redis.exceptions import ConfigError, MemoRedisError
 from memo_redis.sealing import EncryptionKeys, Sealer, SigningKeys, TamperedValue
 
@@ -178,7 +178,7 @@ def test_value_from_another_deployment_is_detected() -> None:
 
 def test_a_key_id_collision_still_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two deployments whose keys share an id: the wrong key does not verify or decrypt."""
-    monkeypatch.setattr(sealing, "_key_id", lambda kind, key: b"\x00\x00\x00\x00")
+    monkeypatch.setattr(key_rings, "_key_id", lambda kind, key: b"\x00\x00\x00\x00")
     with pytest.raises(TamperedValue, match="signature mismatch"):
         signer(SIGN_2).open(KEY_A, signer(SIGN_1).seal(KEY_A, PAYLOAD))
     with pytest.raises(TamperedValue, match="decryption failed"):
@@ -453,7 +453,7 @@ def test_bad_encryption_keys(value: object, problem: str) -> None:
 
 
 def test_missing_cryptography_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sealing, "_aead", None)
+    monkeypatch.setattr(key_rings, "_aead", None)
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
     with pytest.raises(ConfigError, match=r"encryption_key: .*install memo_redis\[crypto\]"):
         EncryptionKeys.parse(ENC_1, source="encryption_key")
@@ -495,7 +495,7 @@ def test_keys_and_sealers_are_immutable_and_copy_to_themselves() -> None:
 
 def test_sealer_without_cryptography_signs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A signing-only sealer never touches the cryptography package."""
-    monkeypatch.setattr(sealing, "_aead", None)
+    monkeypatch.setattr(key_rings, "_aead", None)
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
     sealer = signer(SIGN_1)
     assert sealer.open(KEY_A, sealer.seal(KEY_A, PAYLOAD)) == PAYLOAD

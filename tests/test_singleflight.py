@@ -290,15 +290,16 @@ def _blocking_function(cache: RedisCaching, prefix: str, gate: threading.Event,
 def _observe_lock_waits(monkeypatch: pytest.MonkeyPatch, cache: RedisCaching) -> threading.Event:
     """An event set once ``cache`` failed to take a single-flight lock (another holds it)."""
     refused = threading.Event()
-    claim = cache.claim
+    requests = cache.engine.requests
+    parse_claim = requests.parse_claim
 
     def observed(*args: Any, **kwargs: Any) -> Any:
-        seen = claim(*args, **kwargs)
+        seen = parse_claim(*args, **kwargs)
         if seen.held:
             refused.set()
         return seen
 
-    monkeypatch.setattr(cache, "claim", observed)
+    monkeypatch.setattr(requests, "parse_claim", observed)
     return refused
 
 
@@ -442,14 +443,14 @@ def test_lock_taken_after_the_holder_stored_does_not_recompute(
 
     other = _cached_call(other_cache, "late-lock", other_body)
     at_lock, holder_done = threading.Event(), threading.Event()
-    claim = other_cache.claim
+    claim = other_cache.engine.requests.claim
 
     def late_lock(*args: Any, **kwargs: Any) -> Any:
         at_lock.set()
         assert holder_done.wait(HANG)
         return claim(*args, **kwargs)
 
-    monkeypatch.setattr(other_cache, "claim", late_lock)
+    monkeypatch.setattr(other_cache.engine.requests, "claim", late_lock)
     first = threading.Thread(target=holder, args=("k",))
     first.start()
     results: list[str] = []

@@ -81,7 +81,8 @@ reveal_type(bare.cache_info())  # reveal: bare.cache_info()
 
 async def use_async() -> None:
     reveal_type(await afetch("t"))  # reveal: await afetch()
-    reveal_type(afetch.invalidate("t"))  # reveal: afetch.invalidate()
+    pending = reveal_type(afetch.invalidate("t"))  # reveal: afetch.invalidate()
+    await pending
     reveal_type(await afetch.refresh("t"))  # reveal: await afetch.refresh()
 
 

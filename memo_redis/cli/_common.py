@@ -21,7 +21,7 @@ from redis.exceptions import ClusterError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..clients import build_client
+from ..backend.clients import build_client
 from ..config import RedisArgs
 from ..keys import is_glob, matches
 from ..layout import ClusterLayout, KeyLayout, is_internal

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from .. import envelope
-from ..core import RedisCaching
+from ..facade import RedisCaching
 from ..keys import glob_unescape, is_glob
 from ..serialization import FLAG_CODEC_MASK, FLAG_ZLIB, DecodeError, Serializer
 from ._common import (

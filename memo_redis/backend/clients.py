@@ -14,7 +14,7 @@ from redis.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.sentinel import SentinelConnectionPool
 
-from .config import RedisArgs
+from ..config import RedisArgs
 
 DEFAULT_SOCKET_TIMEOUT = 1.0
 """Seconds per command and per connect when the configuration sets none: a cache must answer
