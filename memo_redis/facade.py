@@ -310,7 +310,7 @@ class RedisCaching(EngineAttributes):
         if caching_disabled.get():
             return creator()
         policy = self._policy(ttl, category, should_cache, single_flight, strict)
-        return self.engine.sync.read(policy, key, fingerprint or b"", creator, (), {})  # type: ignore[no-any-return]
+        return self.engine.sync.read(policy, key, fingerprint, creator, (), {})  # type: ignore[no-any-return]
 
     async def aget_or_create(self, key: str, creator: Callable[[], Awaitable[T]],
                              ttl: TTL = CATEGORY_DEFAULT, *, category: str = "data",
@@ -322,7 +322,7 @@ class RedisCaching(EngineAttributes):
         if caching_disabled.get():
             return await creator()
         policy = self._policy(ttl, category, should_cache, single_flight, strict)
-        return await self.engine.aio.read(policy, key, fingerprint or b"", creator, (), {})  # type: ignore[no-any-return]
+        return await self.engine.aio.read(policy, key, fingerprint, creator, (), {})  # type: ignore[no-any-return]
 
     # -- invalidation ----------------------------------------------------------------------------
 

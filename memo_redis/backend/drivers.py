@@ -203,7 +203,7 @@ class SyncDriver:
         return host.requests.parse_lookup(key, self.execute(host.requests.lookup(key)),
                                           fingerprint)
 
-    def read(self, policy: ReadPolicy, key: str, fingerprint: bytes,
+    def read(self, policy: ReadPolicy, key: str, fingerprint: bytes | None,
              fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``fn(*args, **kwargs)`` read through the cache at ``key``: the hit path, then
         :func:`~memo_redis.protocol.readthrough.miss`."""
@@ -361,7 +361,7 @@ class AsyncDriver:
         return host.requests.parse_lookup(key, await self.execute(host.requests.lookup(key)),
                                           fingerprint)
 
-    async def read(self, policy: ReadPolicy, key: str, fingerprint: bytes,
+    async def read(self, policy: ReadPolicy, key: str, fingerprint: bytes | None,
                    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
         """Async :meth:`SyncDriver.read`."""

@@ -155,7 +155,7 @@ class ReadPolicy:
         local.put(key, look.value, size, ttl_ms, epoch)
 
 
-def miss(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, look: Lookup,
+def miss(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
          body: Body) -> Flow[Any]:
     """After a lookup missed: compute once (single-flight) and store the result race-free."""
     if not policy.single_flight:
@@ -166,7 +166,7 @@ def miss(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, 
     return (yield from fill(ctx, policy, key, fingerprint, look, body, deadline))
 
 
-def fill(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, look: Lookup,
+def fill(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
          body: Body, deadline: float) -> Flow[Any]:
     """Claim the entry (arm its fence, try the cross-process lock), then compute under the lock,
     or join (until ``deadline``) the computation of the state the claim observed."""
@@ -192,7 +192,7 @@ def fill(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, 
                                  claim.held)))
 
 
-def wait_turn(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes,
+def wait_turn(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
               look: Lookup, body: Body, token: bytes, deadline: float, held: bool) -> Flow[Any]:
     """Wait for the lock holder of ``look``'s state (``held``: it was found holding it): claim
     again until a value is stored, the lock is ours, or ``deadline`` passes (then compute
@@ -233,7 +233,7 @@ def broken(ctx: EngineSettings, policy: ReadPolicy, key: str, body: Body) -> Flo
     return (yield body)
 
 
-def compute_armed(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes,
+def compute_armed(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
                   body: Body) -> Flow[Any]:
     """Arm the entry (no lock), run the body, store against what was armed."""
     try:
@@ -244,7 +244,7 @@ def compute_armed(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint
     return (yield from compute(ctx, policy, key, fingerprint, look, body, None))
 
 
-def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, look: Lookup,
+def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
             body: Body, token: bytes | None) -> Flow[Any]:
     """Run the body; store its result against ``look``; release the lock ``token`` holds."""
     started = time.monotonic()
@@ -260,7 +260,7 @@ def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: byte
     return result
 
 
-def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes, look: Lookup,
+def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
           result: Any, started: float, token: bytes | None) -> Flow[None]:
     """Store a computation's result (if wanted), counting the outcome; never leaves the lock."""
     elapsed = time.monotonic() - started
@@ -297,7 +297,7 @@ def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes,
         yield from operations.release(ctx, key, look, token)
 
 
-def refresh_early(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes,
+def refresh_early(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
                   look: Lookup, body: Body) -> Flow[Any]:
     """A hit due for early refresh: recompute it if this caller takes the lock, else serve it."""
     token = envelope.new_token()
