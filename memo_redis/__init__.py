@@ -13,7 +13,7 @@ from .context import (
     set_caching_enabled,
     set_default_cache,
 )
-from .decorators import Args, CachedFunction, CacheInfo, cached, invalidates
+from .decorators import Args, AsyncCachedFunction, CachedFunction, CacheInfo, cached, invalidates
 from .exceptions import CacheUnavailable, ConfigError, MemoRedisError, SerializationError
 from .facade import RedisCaching
 from .keys import build_cache_key
@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_TTLS",
     "Args",
+    "AsyncCachedFunction",
     "CacheInfo",
     "CacheUnavailable",
     "CachedFunction",
