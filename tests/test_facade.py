@@ -37,7 +37,7 @@ def test_client_twice_is_a_config_error(server: EmbeddedServer) -> None:
 
 def test_client_of_the_wrong_type_is_named() -> None:
     """client= that is not a redis-py client is a ConfigError naming its type."""
-    with pytest.raises(ConfigError, match="client must be a redis-py client.*int"):
+    with pytest.raises(ConfigError, match=r"client must be a redis-py client.*int"):
         RedisCaching(client=42)  # type: ignore[arg-type]
 
 

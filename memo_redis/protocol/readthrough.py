@@ -244,8 +244,8 @@ def compute_armed(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint
     return (yield from compute(ctx, policy, key, fingerprint, look, body, None))
 
 
-def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
-            body: Body, token: bytes | None) -> Flow[Any]:
+def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
+            look: Lookup, body: Body, token: bytes | None) -> Flow[Any]:
     """Run the body; store its result against ``look``; release the lock ``token`` holds."""
     started = time.monotonic()
     try:
@@ -260,8 +260,8 @@ def compute(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: byte
     return result
 
 
-def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
-          result: Any, started: float, token: bytes | None) -> Flow[None]:
+def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
+          look: Lookup, result: Any, started: float, token: bytes | None) -> Flow[None]:
     """Store a computation's result (if wanted), counting the outcome; never leaves the lock."""
     elapsed = time.monotonic() - started
     stored = attempted = False
