@@ -27,6 +27,7 @@ from .protocol.entries import MISS
 from .protocol.readthrough import ReadPolicy
 from .protocol.steps import Flow
 from .serialization import Serializer
+from .transaction_state import Kind, record_invalidation
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ class RedisCaching(EngineAttributes):
 
     # -- invalidation ----------------------------------------------------------------------------
 
-    def _invalidation(self, pattern: str) -> tuple[str, str]:
+    def _invalidation(self, pattern: str) -> tuple[Kind, str]:
         """(kind, target) of an invalidation of ``pattern``, after checking it."""
         if not isinstance(pattern, str):
             raise TypeError(f"pattern must be a str, got {type(pattern).__name__} {pattern!r}")
@@ -339,14 +340,16 @@ class RedisCaching(EngineAttributes):
         check_pattern(pattern)
         return "pattern", pattern
 
-    def _invalidate(self, kind: str, target: str, strict: bool | None) -> int:
+    def _invalidate(self, kind: Kind, target: str, strict: bool | None) -> int:
+        record_invalidation(self, kind, target)
         try:
             return self.engine.sync.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:
             self.engine.defer(kind, target)
             return self._fail_open(error, strict, 0)
 
-    async def _ainvalidate(self, kind: str, target: str, strict: bool | None) -> int:
+    async def _ainvalidate(self, kind: Kind, target: str, strict: bool | None) -> int:
+        record_invalidation(self, kind, target)
         try:
             return await self.engine.aio.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:

@@ -34,6 +34,7 @@ from ..protocol.steps import (
     Sleep,
     Step,
 )
+from ..transaction_state import bypasses
 from .gate import CLIENT_ERRORS, UNBROKEN_OPS, UNGATED_OPS, Gate
 
 T = TypeVar("T")
@@ -206,7 +207,10 @@ class SyncDriver:
     def read(self, policy: ReadPolicy, key: str, fingerprint: bytes | None,
              fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``fn(*args, **kwargs)`` read through the cache at ``key``: the hit path, then
-        :func:`~memo_redis.protocol.readthrough.miss`."""
+        :func:`~memo_redis.protocol.readthrough.miss`. Inside a transaction block that
+        invalidated ``key``, the body runs without the cache."""
+        if bypasses(key):
+            return fn(*args, **kwargs)
         host = self.host
         events = policy.events
         local = policy.local_cache(host) if policy.local else None
@@ -365,6 +369,8 @@ class AsyncDriver:
                    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
         """Async :meth:`SyncDriver.read`."""
+        if bypasses(key):
+            return await fn(*args, **kwargs)
         host = self.host
         events = policy.events
         local = policy.local_cache(host) if policy.local else None

@@ -11,6 +11,7 @@ from ..protocol import operations
 from ..protocol.entries import MISS, Lookup
 from ..protocol.readthrough import EngineSettings, ReadPolicy
 from ..protocol.steps import Body, Flow
+from ..transaction_state import bypasses
 
 Call = tuple[Any, tuple[Any, ...], dict[str, Any]]
 """(instance, args, kwargs) of one call."""
@@ -117,6 +118,13 @@ def many_flow(policy: ReadPolicy, engine: EngineSettings, derive: Deriver,
               wrapped: Callable[..., Any], prepared: list[Call]) -> Flow[list[Any]]:
     """The flow of one ``.many()`` call (sync and async alike)."""
     batch = ManyCalls(policy, engine, derive, prepared)
+    if any(bypasses(key) for key, _ in batch.derived):
+        # Inside a transaction block that invalidated some of these keys: run them all
+        # uncached, storing nothing.
+        bypassed = []
+        for _, args, kwargs in prepared:
+            bypassed.append((yield Body(wrapped, args, kwargs)))
+        return bypassed
     try:
         to_run = batch.plan((yield from operations.lookup_many(engine, batch.derived)))
     except CacheUnavailable as error:

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .context import get_default_cache, is_cache
-from .decorators.invalidates import run_invalidations
-from .keys import (
+from ..context import get_default_cache, is_cache
+from ..decorators.invalidates import run_invalidations
+from ..keys import (
     build_cache_key,
     canonical_bytes,
     fingerprint_of,
@@ -34,11 +34,11 @@ from .keys import (
     seed_digest,
     segment_escape,
 )
-from .protocol.entries import SeedFingerprint
-from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
+from ..protocol.entries import SeedFingerprint
+from ..ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
 if TYPE_CHECKING:
-    from .facade import RedisCaching
+    from ..facade import RedisCaching
 
 __all__ = [
     "SQLCacheOrchestrator",
