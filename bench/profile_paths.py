@@ -13,7 +13,8 @@ own functions and the decorated function's precomputed plan, so the steps add up
   of each command.
 
 A ``cProfile`` of the whole call is kept as text for what the step list does not name. This
-module reaches into memo_redis internals (``_self_core``, ``_lookup_keys``, ...): it is a
+module reaches into memo_redis internals (the wrapper's ``_self_core``, the engine's driver,
+request builders and codec, the protocol's flows run with ``engine.sync.run``): it is a
 measuring instrument, not an API user, and reports a step it can no longer run as NaN (with the
 error) instead of stopping the suite.
 """
@@ -21,7 +22,6 @@ error) instead of stopping the suite.
 from __future__ import annotations
 
 import cProfile
-import inspect
 import io
 import itertools
 import math
@@ -36,9 +36,12 @@ from typing import Any
 
 import msgpack
 
-from memo_redis import core as memo_core
 from memo_redis import envelope, keys, serialization
+from memo_redis.backend.drivers import SyncDriver
 from memo_redis.flight import Flights
+from memo_redis.protocol import operations
+from memo_redis.protocol.entries import stamp_of
+from memo_redis.protocol.steps import Command
 
 from .contenders import TTL_SECONDS
 from .workload import LIMIT, ROWS, TABLE
@@ -152,8 +155,11 @@ def profile(fetch: Any, raw_client: Any, admin: Any, *, cpu_batches: int = 60,
 def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_calls: int
                  ) -> Steps:
     core = fetch._self_core
-    plan, cache = core.plan, core.cache
-    client = cache.client
+    plan = core.plan
+    engine = core.resolve().engine
+    sync, requests = engine.sync, engine.requests
+    client = engine.client
+    namespace = engine.namespace
     args: tuple[Any, ...] = (TABLE, LIMIT)
     kwargs: dict[str, Any] = {}
     fetch(*args)  # the hot entry exists
@@ -161,45 +167,47 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
     bound = binder.bind(args, kwargs)
     items = binder.key_items(bound)
     data = keys.canonical_bytes(items)
-    key, fingerprint = plan.derive(cache, None, args, kwargs)
-    lookup_keys = cache._lookup_keys(key)
+    key, fingerprint = core.key(engine, None, args, kwargs)
+    lookup_keys = engine.layout.lookup_keys(key)
     raws = client.execute_command("MGET", *lookup_keys, NEVER_DECODE=True)
-    gens, value = raws[:-2], raws[-1]
+    gens, value = raws[:-1], raws[-1]
     env = envelope.unpack(value)
     assert env is not None, "the hot entry is not an envelope"
     body = zlib.decompress(env.body) if env.flags & _ZLIB else env.body
     plain = msgpack.packb(ROWS)
     raw_client.set("profile:raw", plain)
-    parse_params = inspect.signature(cache._parse_lookup).parameters
-    parse_args = (key, raws, fingerprint) if "key" in parse_params else (raws, fingerprint)
+    no_io = _gate_only(engine)
+    gate_step = Command("profile", ("PING",))
 
     s = Steps(cpu_batches, net_calls)
     s.net("whole @cached hit call", lambda: fetch(*args))
     s.net("raw GET + msgpack.unpackb (the baseline)",
           lambda: msgpack.unpackb(raw_client.get("profile:raw")))
-    s.net("cache.lookup (MGET round trip + parse)", lambda: cache.lookup(key, fingerprint))
+    s.net("driver lookup (MGET round trip + parse)", lambda: sync.lookup(key, fingerprint))
     s.cpu("wrapt dispatch only (FunctionWrapper -> plain fn)", _wrapt_probe())
-    s.cpu("stats counter (+1 under a lock)", lambda: core.stats.count("hits"))
+    s.cpu("stats counter (+1 under a lock)", lambda: core.stats.hit())
     s.cpu("caching_disabled ContextVar get", _disabled_probe())
-    s.cpu("derive key (total)", lambda: plan.derive(cache, None, args, kwargs))
+    s.cpu("derive key (total)", lambda: core.key(engine, None, args, kwargs))
     s.cpu("  ArgumentBinder.bind", lambda: binder.bind(args, kwargs))
     s.cpu("  key_items", lambda: binder.key_items(bound))
     s.cpu("  canonical_bytes (msgpack)", lambda: keys.canonical_bytes(items))
     s.cpu("  sha256 (fingerprint_of)", lambda: keys.fingerprint_of(data))
-    s.cpu("  scope (template render)", lambda: plan.scope(cache, bound))
-    s.cpu("lookup key list (gens + key)", lambda: cache._lookup_keys(key))
-    s.cpu("_execute wrapper (breaker, no I/O)", lambda: cache._execute("profile", int))
-    s.net("redis-py MGET 6 keys (round trip)",
+    s.cpu("  scope (template render)", lambda: plan.scope(namespace, bound))
+    s.cpu("lookup step (Command: gens + key)", lambda: requests.lookup(key))
+    s.cpu("  layout.lookup_keys", lambda: engine.layout.lookup_keys(key))
+    s.cpu("execute gate (breaker, deferred, succeeded; no I/O)",
+          lambda: no_io.execute(gate_step))
+    s.net("redis-py MGET 5 keys (round trip)",
           lambda: client.execute_command("MGET", *lookup_keys, NEVER_DECODE=True))
     s.net("redis-py GET 1 key (round trip)", lambda: raw_client.get("profile:raw"))
     s.net("redis-py PING (round trip)", raw_client.ping)
-    s.server("server: MGET 6 keys", admin, "mget",
+    s.server("server: MGET 5 keys", admin, "mget",
              lambda: client.execute_command("MGET", *lookup_keys, NEVER_DECODE=True))
     s.server("server: GET 1 key", admin, "get", lambda: raw_client.get("profile:raw"))
-    s.cpu("parse lookup (total)", lambda: cache._parse_lookup(*parse_args))
+    s.cpu("parse lookup (total)", lambda: requests.parse_lookup(key, raws, fingerprint))
     s.cpu("  envelope.unpack", lambda: envelope.unpack(value))
     s.cpu("  stamp check (sha1 of 4 gens)", lambda: envelope.compute_stamp(gens))
-    s.cpu("  Serializer.decode (total)", lambda: cache.serializer.decode(env.flags, env.body))
+    s.cpu("  Serializer.decode (total)", lambda: engine.serializer.decode(env.flags, env.body))
     if env.flags & _ZLIB:
         s.cpu("    zlib.decompress", lambda: zlib.decompress(env.body))
     s.cpu("    msgpack.unpackb + ext_hook",
@@ -207,23 +215,35 @@ def _profile_hit(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_
                                   strict_map_key=False))
     s.cpu("baseline msgpack.unpackb (uncompressed)", lambda: msgpack.unpackb(plain))
     u = s.us
-    python_parts = (u["derive key (total)"] + u["lookup key list (gens + key)"]
-                    + u["_execute wrapper (breaker, no I/O)"] + u["parse lookup (total)"])
+    python_parts = (u["derive key (total)"] + u["lookup step (Command: gens + key)"]
+                    + u["execute gate (breaker, deferred, succeeded; no I/O)"]
+                    + u["parse lookup (total)"])
     s.derived("sum of memo_redis Python steps above", python_parts)
-    s.derived("extra of MGET(6) over GET(1) round trip",
-              u["redis-py MGET 6 keys (round trip)"] - u["redis-py GET 1 key (round trip)"])
+    s.derived("extra of MGET(5) over GET(1) round trip",
+              u["redis-py MGET 5 keys (round trip)"] - u["redis-py GET 1 key (round trip)"])
     s.derived("memo_redis hit - baseline (measured)",
               u["whole @cached hit call"] - u["raw GET + msgpack.unpackb (the baseline)"])
     c = s.client_cpu
     s.derived("client CPU: memo_redis hit - baseline",
               c["whole @cached hit call"] - c["raw GET + msgpack.unpackb (the baseline)"])
-    s.derived("client CPU: wrapper + call plumbing (whole - lookup - derive)",
-              c["whole @cached hit call"] - c["cache.lookup (MGET round trip + parse)"]
+    s.derived("client CPU: wrapper + read() plumbing (whole - lookup - derive)",
+              c["whole @cached hit call"] - c["driver lookup (MGET round trip + parse)"]
               - u["derive key (total)"])
-    s.derived("client CPU: lookup - MGET - parse - key list (lookup plumbing)",
-              c["cache.lookup (MGET round trip + parse)"] - c["redis-py MGET 6 keys (round trip)"]
-              - u["parse lookup (total)"] - u["lookup key list (gens + key)"])
+    s.derived("client CPU: lookup - MGET - parse - step (lookup plumbing)",
+              c["driver lookup (MGET round trip + parse)"]
+              - c["redis-py MGET 5 keys (round trip)"]
+              - u["parse lookup (total)"] - u["lookup step (Command: gens + key)"])
     return s
+
+
+def _gate_only(engine: Any) -> Any:
+    """A sync driver of ``engine`` whose Redis I/O is a no-op: times the gate around a step."""
+
+    class GateOnly(SyncDriver):
+        def perform(self, step: Any) -> Any:
+            return None
+
+    return GateOnly(engine)
 
 
 def _wrapt_probe() -> Callable[[], Any]:
@@ -255,25 +275,28 @@ def _disabled_probe() -> Callable[[], Any]:
 def _profile_miss(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net_calls: int
                   ) -> Steps:
     core = fetch._self_core
-    plan, cache = core.plan, core.cache
-    client = cache.client
+    engine = core.resolve().engine
+    sync, requests = engine.sync, engine.requests
     pages = itertools.count(60_000_000)
-    key, fingerprint = plan.derive(cache, None, (TABLE, LIMIT, 7), {})
-    look = cache.lookup(key, fingerprint)
+    key, fingerprint = core.key(engine, None, (TABLE, LIMIT, 7), {})
+    look = sync.lookup(key, fingerprint)
     payload = msgpack.packb(ROWS)
-    parts = cache._encode(ROWS, fingerprint, None)
-    stamp = memo_core._stamp_of(look)
+    parts = engine.codec.encode(ROWS, fingerprint, None)
+    assert parts is not None
     token = envelope.new_token()
     flights = Flights()
     locks = itertools.count()
     stores = itertools.count()
     sets = itertools.count()
+    ttl_ms = TTL_SECONDS * 1000
+
+    def fresh_stamp() -> bytes:
+        look.lock_stamp = None  # stamp_of memoizes on the lookup
+        return stamp_of(look)
 
     def store_once() -> Any:
-        store_key = f"{key}x{next(stores)}"
-        call_keys, call_args = cache._store_call(store_key, parts, TTL_SECONDS * 1000, look,
-                                                 None, None)
-        return memo_core._STORE.run(client, call_keys, call_args)
+        step = requests.store(f"{key}x{next(stores)}", parts, ttl_ms, look, None)
+        return sync.perform(step)
 
     def raw_miss() -> Any:
         k = f"profile:miss:{next(sets)}"
@@ -283,23 +306,24 @@ def _profile_miss(fetch: Any, raw_client: Any, admin: Any, cpu_batches: int, net
     s = Steps(cpu_batches, net_calls)
     s.net("whole @cached miss call", lambda: fetch(TABLE, LIMIT, next(pages)))
     s.net("raw GET + SET EX (the baseline)", raw_miss)
-    s.cpu("derive key", lambda: plan.derive(cache, None, (TABLE, LIMIT, 7), {}))
-    s.net("lookup: MGET round trip + parse", lambda: cache.lookup(key, fingerprint))
+    s.cpu("derive key", lambda: core.key(engine, None, (TABLE, LIMIT, 7), {}))
+    s.net("lookup: MGET round trip + parse", lambda: sync.lookup(key, fingerprint))
     s.cpu("in-process Flights.run (no contention)", lambda: flights.run(("k", 1), 10.0, int))
     s.cpu("envelope.new_token (os.urandom)", envelope.new_token)
-    s.cpu("lock stamp (sha1 of gens)", lambda: memo_core._stamp_of(look))
+    s.cpu("lock stamp (sha1 of gens)", fresh_stamp)
+    s.cpu("claim step (CLAIM script keys + args)", lambda: requests.claim(key, look, token))
     s.net("claim: arm fence + lock + re-read round trip",
-          lambda: cache.claim(f"{key}{next(locks)}", look, token))
-    s.cpu("Serializer.encode (total)", lambda: cache.serializer.encode(ROWS), batch=50)
+          lambda: sync.run(operations.claim(engine, f"{key}{next(locks)}", look, token)))
+    s.cpu("Serializer.encode (total)", lambda: engine.serializer.encode(ROWS), batch=50)
     s.cpu("  msgpack.packb", lambda: msgpack.packb(ROWS))
     s.cpu("  zlib.compress level 6", lambda: zlib.compress(payload, 6), batch=50)
     s.cpu("envelope.pack_tail", lambda: envelope.pack_tail(0, payload, fingerprint, None))
-    s.cpu("_store_call (keys + args lists)",
-          lambda: cache._store_call(key, parts, TTL_SECONDS * 1000, look, token, stamp))
+    s.cpu("store step (STORE script keys + args)",
+          lambda: requests.store(key, parts, ttl_ms, look, token))
     s.net("store: EVALSHA round trip (checked, incl. args)", store_once)
-    s.net("cache.store (encode + store script round trip)",
-          lambda: cache.store(f"{key}y{next(stores)}", ROWS, TTL_SECONDS * 1000, seen=look,
-                              fingerprint=fingerprint))
+    s.net("store flow (encode + store script round trip)",
+          lambda: sync.run(operations.store(engine, f"{key}y{next(stores)}", ROWS, ttl_ms,
+                                            seen=look, fingerprint=fingerprint)))
     s.server("server: store script (EVALSHA)", admin, "evalsha", store_once)
     s.server("server: SET EX", admin, "set",
              lambda: raw_client.set(f"profile:set:{next(sets)}", payload, ex=TTL_SECONDS))
