@@ -1,4 +1,5 @@
-"""Short names for the memo_redis pytest plugin's fixtures (see memo_redis/testing.py)."""
+"""Short names for the memo_redis pytest plugin's fixtures (see memo_redis/testing.py), and the
+``driver`` fixture running a test once through the sync API and once through the async one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from support import Driver
 
 if TYPE_CHECKING:
     import redis
@@ -42,3 +44,16 @@ def raw(memo_redis_server: EmbeddedServer) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(params=["sync", "async"], ids=["sync", "async"])
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """The test runs twice: through the sync API, then through its async twins (see
+    :class:`support.Driver`); the async clients it opened are closed afterwards."""
+    running = Driver(request.param)
+    if "cache" in request.fixturenames:
+        running.track(request.getfixturevalue("cache"))
+    try:
+        yield running
+    finally:
+        running.close()
