@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 import redis.asyncio
 
-from . import context, decorators, sql
+from . import context, decorators
 from .config import RedisArgs
 from .context import caching_disabled
 from .engine import Engine, is_client
@@ -27,6 +27,7 @@ from .protocol.entries import MISS
 from .protocol.readthrough import ReadPolicy
 from .protocol.steps import Flow
 from .serialization import Serializer
+from .sql.methods import SQLMethods
 from .transaction_state import Kind, record_invalidation
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
@@ -38,7 +39,7 @@ T = TypeVar("T")
 _MAX_POLICIES = 256
 
 
-class RedisCaching(EngineAttributes):
+class RedisCaching(EngineAttributes, SQLMethods):
     """A Redis cache with deterministic keys, race-free invalidation and fail-open behaviour.
 
     ``RedisCaching()`` reads the environment (:meth:`RedisArgs.from_env`); ``RedisCaching(url)``,
@@ -430,33 +431,6 @@ class RedisCaching(EngineAttributes):
     async def ahit_rate(self) -> float:
         """Async :meth:`hit_rate`."""
         return await self._arun(self._hit_rate_flow(), None, 0.0)
-
-    # -- the seed's SQL API (implemented in memo_redis.sql) --------------------------------------
-
-    def get_data_from_table(
-        self,
-        table: str,
-        column: list[str] | tuple[str, ...] | str,
-        where: list[str] | tuple[str, ...] | str = (),
-        beautify: bool = True,
-        fetcher: Callable[[], Any] | None = None,
-        ttl_seconds: TTL = CATEGORY_DEFAULT,
-    ) -> Any:
-        """Read-through cache of a SQL fetch; see :func:`memo_redis.sql.get_data_from_table`."""
-        return sql.get_data_from_table(self, table, column, where, beautify=beautify,
-                                   fetcher=fetcher, ttl_seconds=ttl_seconds)
-
-    def update_data_in_table(
-        self,
-        table: str,
-        data: Any,
-        column: list[str] | tuple[str, ...] | str,
-        where: list[str] | tuple[str, ...] | str = (),
-        writer: Callable[[], Any] | None = None,
-    ) -> Any:
-        """Write-through: run ``writer`` then invalidate ``sql:<table>:*`` (also when it raises);
-        see :func:`memo_redis.sql.update_data_in_table`."""
-        return sql.update_data_in_table(self, table, data, column, where, writer=writer)
 
     # -- decorators bound to this cache ----------------------------------------------------------
 

@@ -126,7 +126,7 @@ class Readers:
         self.thread_conn.close()
 
 
-def _available(kind: str) -> str:
+def available(kind: str) -> str:
     """The target of ``kind`` on this machine; skips (fails in CI) when unreachable."""
     target = PG_DSN if kind == "postgres" else MYSQL_DSN
     try:
@@ -145,7 +145,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path,
              cache: RedisCaching) -> Iterator[tuple[str, str, str]]:
     """(kind, target, table): a table ``id, email`` with row 1, dropped afterwards."""
     kind: str = request.param
-    target = str(tmp_path / "app.db") if kind == "sqlite" else _available(kind)
+    target = str(tmp_path / "app.db") if kind == "sqlite" else available(kind)
     table = f"memo_tx_{uuid.uuid4().hex[:8]}"
     KIND["kind"] = kind
     memo_redis.set_default_cache(cache)
@@ -290,7 +290,7 @@ def test_async_with_a_psycopg_async_connection(server: EmbeddedServer,
     """async with transaction(AsyncConnection): commit re-applies; an exception rolls back."""
     import psycopg
 
-    target = _available("postgres")
+    target = available("postgres")
     table = f"memo_tx_{uuid.uuid4().hex[:8]}"
     admin = connect("postgres", target, autocommit=True)
     query(admin, "postgres", f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, email TEXT)")
