@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,37 @@ from typing import Any
 from _feeder import Tables, describe_counts, fill, open_cache, run_flow, schema
 
 from memo_redis import RedisCaching, cached, invalidates
-from memo_redis.sql import sql_cache_key, table_pattern
+from memo_redis.sql import sql_cache_key, table_pattern, transaction
 
 TABLES = Tables()
 MARKER = "memo_redis_demo"  # a file holding this table may be rebuilt; any other is left alone
 db: sqlite3.Connection  # opened in main()
+db_path: Path  # set in main(): readers on other threads open their own connection to it
+_readers = threading.local()
+
+
+def reader_db() -> sqlite3.Connection:
+    """This thread's own connection (another thread's reads see only committed rows)."""
+    conn: sqlite3.Connection | None = getattr(_readers, "conn", None)
+    if conn is None:
+        conn = _readers.conn = sqlite3.connect(db_path)
+    return conn
+
+
+@cached(prefix="sql:{table}", ttl=300)
+def grams_of(table: str, feeder_id: int) -> int:
+    """All the food one feeder dispensed, read on the calling thread's own connection."""
+    row = reader_db().execute(
+        f"SELECT COALESCE(SUM(portion_grams), 0) FROM {table} WHERE feeder_id = ?", (feeder_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+@invalidates("sql:{table}:*")
+def add_portion(conn: sqlite3.Connection, table: str, feeder_id: int, grams: int) -> None:
+    """Log one feeding inside the caller's transaction (no commit here)."""
+    conn.execute(f"INSERT INTO {table} (feeder_id, fed_at, portion_grams) VALUES (?, ?, ?)",
+                 (feeder_id, time.strftime("%Y-%m-%d %H:%M:%S"), grams))
 
 
 @cached(prefix="sql:{table}", ttl=300)
@@ -117,18 +144,38 @@ def seed_api(cache: RedisCaching) -> None:
           f"-> {read()[0]['email']}")
 
 
+def transaction_demo(table: str) -> None:
+    """A write that commits after its @invalidates ran, inside transaction(db): a reader on
+    another thread caches the old total during the window; the commit invalidates it again."""
+    before = grams_of(table, 1)
+    seen: list[int] = []
+    with transaction(db):                      # BEGIN ... COMMIT
+        add_portion(db, table, 1, 40)          # invalidated now, and again after the commit
+        reader = threading.Thread(target=lambda: seen.append(grams_of(table, 1)))
+        reader.start()
+        reader.join()
+    after = grams_of(table, 1)
+    print(f"transaction:  inside the block another thread read {seen[0]:,} g (the committed "
+          f"total) and cached it")
+    print(f"transaction:  after the commit feeder 1 shows {after:,} g (was {before:,} g): "
+          f"{'fresh' if after == before + 40 else 'STALE'}")
+    if after != before + 40:
+        raise SystemExit("the cache served a total from before the commit")
+
+
 def main() -> None:
-    global db
+    global db, db_path
     print("== memo_redis: SQLite cat-feeder example ==")
     with database_path() as path, open_cache() as cache:
         started = time.perf_counter()
-        db = sqlite3.connect(path)
+        db, db_path = sqlite3.connect(path, check_same_thread=False), path
         try:
             counts = build()
             print(f"database:     {path} with {describe_counts(counts)} "
                   f"(built in {time.perf_counter() - started:.2f} s)")
             run_flow(cache, top_feeders, record_feeding, TABLES.events)
             seed_api(cache)
+            transaction_demo(TABLES.events)
         finally:
             db.close()
 

@@ -63,6 +63,9 @@ def test_example_runs_against_a_given_server(name: str, server: EmbeddedServer) 
     """With REDIS_SOCKET_PATH set, the example uses that server and shows the whole flow."""
     output = run(name, on_server(server)).stdout
     assert_flow(output)
+    if name == "sql_sqlite.py":
+        window, after = labelled(output, "transaction")
+        assert "cached it" in window and after.endswith("fresh"), output
     [redis_line] = labelled(output, "redis")
     assert server.socket_path in redis_line and "from the environment" in redis_line
 
