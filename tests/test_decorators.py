@@ -26,6 +26,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import Driver
 
 import memo_redis
 from memo_redis import (
@@ -118,12 +119,13 @@ def test_plain_function_keeps_name_doc_signature_and_wrapped() -> None:
 
 
 def test_nested_function_is_cached_and_keeps_metadata(cache: RedisCaching,
-                                                      raw: redis.Redis) -> None:
+                                                      raw: redis.Redis, driver: Driver) -> None:
     """A function defined inside another one is cached, its <locals> qualname in the key."""
     calls: list[int] = []
 
     def outer() -> Callable[[int], int]:
         @cached(cache=cache)
+        @driver.define
         def inner(x: int) -> int:
             """Inner doc."""
             calls.append(x)
@@ -135,7 +137,7 @@ def test_nested_function_is_cached_and_keeps_metadata(cache: RedisCaching,
     assert inner.__name__ == "inner"
     assert inner.__doc__ == "Inner doc."
     assert str(inspect.signature(inner)) == "(x: 'int') -> 'int'"
-    assert inner(2) == inner(2) == 6
+    assert driver.call_fn(inner, 2) == driver.call_fn(inner, 2) == 6
     assert calls == [2]
     key = inner.cache_key(2)
     assert key.startswith(f"memo:{__name__}.test_nested_function_is_cached_and_keeps_metadata"
@@ -143,10 +145,17 @@ def test_nested_function_is_cached_and_keeps_metadata(cache: RedisCaching,
     assert raw.exists(key) == 1
 
 
-def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]]) -> type:
-    """A class with every method kind; ``decorate`` is applied in both orders Python allows."""
+def _plain(body: Callable[..., Any]) -> Callable[..., Any]:
+    return body
+
+
+def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]],
+                define: Callable[[Callable[..., Any]], Callable[..., Any]] = _plain) -> type:
+    """A class with every method kind; ``decorate`` is applied in both orders Python allows, to
+    bodies made sync or async by ``define`` (a :meth:`Driver.define`)."""
 
     class Service:
+        @define
         def method(self, x: int, y: int = 2) -> int:
             """Doc of method."""
             calls.append(("method", x))
@@ -156,6 +165,7 @@ def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]]) ->
 
         @decorate
         @classmethod
+        @define
         def cached_classmethod(cls, x: int, y: int = 2) -> int:
             """Doc of cached_classmethod."""
             calls.append(("cached_classmethod", x))
@@ -163,6 +173,7 @@ def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]]) ->
 
         @classmethod
         @decorate
+        @define
         def classmethod_cached(cls, x: int, y: int = 2) -> int:
             """Doc of classmethod_cached."""
             calls.append(("classmethod_cached", x))
@@ -170,6 +181,7 @@ def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]]) ->
 
         @decorate
         @staticmethod
+        @define
         def cached_staticmethod(x: int, y: int = 2) -> int:
             """Doc of cached_staticmethod."""
             calls.append(("cached_staticmethod", x))
@@ -177,6 +189,7 @@ def _with_kinds(decorate: Callable[[Any], Any], calls: list[tuple[str, int]]) ->
 
         @staticmethod
         @decorate
+        @define
         def staticmethod_cached(x: int, y: int = 2) -> int:
             """Doc of staticmethod_cached."""
             calls.append(("staticmethod_cached", x))
@@ -213,18 +226,19 @@ KINDS_WITH_HANDLES = pytest.mark.parametrize(
 )
 
 
-def _call(target: Any, kind: str, obj: Any, *args: Any) -> Any:
+def _call(driver: Driver, target: Any, kind: str, obj: Any, *args: Any) -> Any:
     """Call ``kind`` on ``target`` (an instance or the class; a method via the class gets obj)."""
     attr = getattr(target, kind)
     if kind == "method" and isinstance(target, type):
-        return attr(obj, *args)
-    return attr(*args)
+        return driver.call_fn(attr, obj, *args)
+    return driver.call_fn(attr, *args)
 
 
 @KINDS
-def test_method_kinds_keep_metadata(kind: str) -> None:
-    """Every method kind keeps name, docstring and the signature of the undecorated method."""
-    decorated = _with_kinds(cached(cache=OFFLINE), [])
+def test_method_kinds_keep_metadata(kind: str, driver: Driver) -> None:
+    """Every method kind keeps name, docstring and the signature of the undecorated method, and
+    is a coroutine function exactly when the method is."""
+    decorated = _with_kinds(cached(cache=OFFLINE), [], driver.define)
     plain = _with_kinds(lambda f: f, [])
     for decorated_target, plain_target in ((decorated(), plain()), (decorated, plain)):
         attr = getattr(decorated_target, kind)
@@ -233,18 +247,18 @@ def test_method_kinds_keep_metadata(kind: str) -> None:
         assert attr.__doc__ == f"Doc of {kind}."
         assert attr.__qualname__.endswith(f"Service.{kind}")
         assert inspect.signature(attr) == inspect.signature(twin)
-        assert not inspect.iscoroutinefunction(attr)
+        assert inspect.iscoroutinefunction(attr) is driver.is_async
 
 
 @KINDS_WITH_HANDLES
 def test_method_kinds_cache_with_self_and_cls_left_out(kind: str, cache: RedisCaching,
-                                                        raw: redis.Redis) -> None:
+                                                        raw: redis.Redis, driver: Driver) -> None:
     """Each kind caches; instances share entries; the class qualname is in the key's scope."""
     calls: list[tuple[str, int]] = []
-    service = _with_kinds(cache.cached(), calls)
+    service = _with_kinds(cache.cached(), calls, driver.define)
     first, second = service(), service()
-    results = [_call(first, kind, first, 1), _call(second, kind, second, 1),
-               _call(service, kind, first, 1)]
+    results = [_call(driver, first, kind, first, 1), _call(driver, second, kind, second, 1),
+               _call(driver, service, kind, first, 1)]
     assert results == [3, 3, 3]
     assert calls == [(kind, 1)]
     keys = {getattr(first, kind).cache_key(1), getattr(second, kind).cache_key(1)}
@@ -258,60 +272,63 @@ def test_method_kinds_cache_with_self_and_cls_left_out(kind: str, cache: RedisCa
         rf"memo:{re.escape(__name__)}\.[\w.<>]+\.Service\.{kind}:data:{HEX16}", key
     )
     assert raw.exists(key) == 1
-    assert _call(first, kind, first, 2, 5) == 7
+    assert _call(driver, first, kind, first, 2, 5) == 7
     assert calls == [(kind, 1), (kind, 2)]
 
 
 @KINDS_WITH_HANDLES
-def test_method_kind_handles(kind: str, cache: RedisCaching, raw: redis.Redis) -> None:
+def test_method_kind_handles(kind: str, cache: RedisCaching, raw: redis.Redis,
+                             driver: Driver) -> None:
     """refresh, invalidate and cache_info work through instance, class and unbound access."""
     calls: list[tuple[str, int]] = []
-    service = _with_kinds(cache.cached(), calls)
+    service = _with_kinds(cache.cached(), calls, driver.define)
     obj = service()
     handle = getattr(obj, kind)
-    assert handle(4) == 6
+    assert driver.call_fn(handle, 4) == 6
     key = handle.cache_key(4)
-    assert handle.refresh(4) == 6
+    assert driver.handle(handle.refresh, 4) == 6
     assert calls == [(kind, 4), (kind, 4)]
-    assert handle(4) == 6
+    assert driver.call_fn(handle, 4) == 6
     assert len(calls) == 2
-    assert handle.invalidate(4) == 1
+    assert driver.handle(handle.invalidate, 4) == 1
     assert raw.exists(key) == 0
-    assert handle(4) == 6
+    assert driver.call_fn(handle, 4) == 6
     assert len(calls) == 3
     if kind == "method":
         # Unbound access passes the instance first, as a call through the class does.
         assert service.method.cache_key(obj, 4) == key
-        assert service.method.refresh(obj, 4) == 6
+        assert driver.handle(service.method.refresh, obj, 4) == 6
         assert len(calls) == 4
-        assert service.method.invalidate(obj, 4) == 1
+        assert driver.handle(service.method.invalidate, obj, 4) == 1
     else:
         assert getattr(service, kind).cache_key(4) == key
-        assert getattr(service, kind).refresh(4) == 6
+        assert driver.handle(getattr(service, kind).refresh, 4) == 6
         assert len(calls) == 4
-        assert getattr(service, kind).invalidate(4) == 1
+        assert driver.handle(getattr(service, kind).invalidate, 4) == 1
     assert raw.exists(key) == 0
     info = handle.cache_info()
     assert isinstance(info, CacheInfo)
     assert (info.hits, info.misses, info.errors) == (1, 2, 0)
 
 
-def test_classmethod_wrapper_called_with_cls_first_leaves_cls_out(cache: RedisCaching) -> None:
+def test_classmethod_wrapper_called_with_cls_first_leaves_cls_out(cache: RedisCaching,
+                                                                  driver: Driver) -> None:
     """@classmethod over @cached still drops cls when Python binds it as a plain argument.
 
     Python 3.13 stopped chaining classmethod.__get__ through the wrapped descriptor, so the
     wrapper then receives cls as its first positional argument.
     """
     calls: list[tuple[str, int]] = []
-    service = _with_kinds(cache.cached(), calls)
+    service = _with_kinds(cache.cached(), calls, driver.define)
     wrapper = service.__dict__["classmethod_cached"].__func__
     as_313 = types.MethodType(wrapper, service)
-    assert as_313(5) == 7
-    assert service.classmethod_cached(5) == 7
+    assert driver.call_fn(as_313, 5) == 7
+    assert driver.call_fn(service.classmethod_cached, 5) == 7
     assert calls == [("classmethod_cached", 5)]
 
 
-def test_subclass_calls_do_not_share_entries_with_the_base_class(cache: RedisCaching) -> None:
+def test_subclass_calls_do_not_share_entries_with_the_base_class(cache: RedisCaching,
+                                                                 driver: Driver) -> None:
     """An inherited method or classmethod called through a subclass has entries of its own."""
 
     class Table:
@@ -319,25 +336,28 @@ def test_subclass_calls_do_not_share_entries_with_the_base_class(cache: RedisCac
 
         @cache.cached()
         @classmethod
+        @driver.define
         def count(cls) -> str:
             return cls.name
 
         @cache.cached()
+        @driver.define
         def describe(self) -> str:
             return type(self).__name__
 
     class Orders(Table):
         name = "orders"
 
-    assert Table.count() == "users"
-    assert Orders.count() == "orders"
-    assert Table().describe() == "Table"
-    assert Orders().describe() == "Orders"
+    assert driver.call_fn(Table.count) == "users"
+    assert driver.call_fn(Orders.count) == "orders"
+    assert driver.call_fn(Table().describe) == "Table"
+    assert driver.call_fn(Orders().describe) == "Orders"
     assert Table.count.cache_key() != Orders.count.cache_key()
     assert Table.count.cache_key().rsplit(":", 1)[0] == Orders.count.cache_key().rsplit(":", 1)[0]
 
 
-def test_instances_with_cache_key_get_entries_of_their_own(cache: RedisCaching) -> None:
+def test_instances_with_cache_key_get_entries_of_their_own(cache: RedisCaching,
+                                                           driver: Driver) -> None:
     """An instance defining __cache_key__() is part of the key; equal ones share entries."""
     calls: list[tuple[str, int]] = []
 
@@ -349,13 +369,14 @@ def test_instances_with_cache_key_get_entries_of_their_own(cache: RedisCaching) 
             return self.dsn
 
         @cache.cached()
+        @driver.define
         def get(self, row: int) -> str:
             calls.append((self.dsn, row))
             return f"{self.dsn}/{row}"
 
     a, a_again, b = Repo("db-a"), Repo("db-a"), Repo("db-b")
-    assert a.get(1) == a_again.get(1) == "db-a/1"
-    assert b.get(1) == "db-b/1"
+    assert driver.call_fn(a.get, 1) == driver.call_fn(a_again.get, 1) == "db-a/1"
+    assert driver.call_fn(b.get, 1) == "db-b/1"
     assert calls == [("db-a", 1), ("db-b", 1)]
     assert a.get.cache_key(1) == a_again.get.cache_key(1) != b.get.cache_key(1)
 
@@ -408,29 +429,33 @@ def fresh_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_explicit_cache_and_bound_forms_store_in_their_server(cache: RedisCaching,
-                                                                raw: redis.Redis) -> None:
+                                                                raw: redis.Redis,
+                                                                driver: Driver) -> None:
     """cache=..., cache.cached() and cache.invalidates() all use that cache's server."""
     calls: list[str] = []
 
     @cached(cache=cache)
+    @driver.define
     def one(x: str) -> str:
         calls.append(x)
         return x
 
     @cache.cached(prefix="sql:{table}")
+    @driver.define
     def two(table: str) -> str:
         calls.append(table)
         return table
 
     @cache.invalidates("sql:{table}:*")
+    @driver.define
     def write(table: str) -> str:
         return "written"
 
-    assert one("a") == one("a") == "a"
-    assert two("users") == two("users") == "users"
+    assert driver.call_fn(one, "a") == driver.call_fn(one, "a") == "a"
+    assert driver.call_fn(two, "users") == driver.call_fn(two, "users") == "users"
     assert calls == ["a", "users"]
     assert raw.exists(one.cache_key("a"), two.cache_key("users")) == 2
-    assert write("users") == "written"
+    assert driver.call_fn(write, "users") == "written"
     assert raw.exists(two.cache_key("users")) == 0
     assert raw.exists(one.cache_key("a")) == 1
 
@@ -438,46 +463,51 @@ def test_explicit_cache_and_bound_forms_store_in_their_server(cache: RedisCachin
 def test_default_cache_is_built_lazily_from_the_environment(
     fresh_default: None, monkeypatch: pytest.MonkeyPatch, server: EmbeddedServer,
     raw: redis.Redis,
+    driver: Driver,
 ) -> None:
     """Without cache=, the first call builds the default cache from REDIS_* variables."""
     monkeypatch.setenv("REDIS_SOCKET_PATH", server.socket_path)
 
     @cached
+    @driver.define
     def square(x: int) -> int:
         return x * x
 
     @invalidates("memo:*")
+    @driver.define
     def wipe() -> None:
         return None
 
     assert memo_redis.context._default_cache is None  # decorating built nothing
-    assert square(3) == 9
+    assert driver.call_fn(square, 3) == 9
     default = get_default_cache()
     assert default.args.socket_path == server.socket_path
     assert get_default_cache() is default
     assert raw.exists(square.cache_key(3)) == 1
-    wipe()
+    driver.call_fn(wipe)
     assert raw.exists(square.cache_key(3)) == 0
 
 
 def test_set_default_cache_replaces_the_default(fresh_default: None, cache: RedisCaching,
                                                 raw: redis.Redis,
-                                                server_factory: ServerFactory) -> None:
+                                                server_factory: ServerFactory,
+                                                driver: Driver) -> None:
     """set_default_cache() redirects functions decorated before it; None rebuilds lazily."""
 
     @cached
+    @driver.define
     def double(x: int) -> int:
         return x * 2
 
     set_default_cache(cache)
     assert get_default_cache() is cache
-    assert double(4) == 8
+    assert driver.call_fn(double, 4) == 8
     assert raw.exists(double.cache_key(4)) == 1
     other_server = server_factory()
     other = RedisCaching(other_server.args())
     try:
         set_default_cache(other)
-        assert double(5) == 10
+        assert driver.call_fn(double, 5) == 10
         other_raw = other_server.client()
         assert other_raw.exists(double.cache_key(5)) == 1
         assert raw.exists(double.cache_key(5)) == 0
@@ -506,7 +536,7 @@ def _connected_clients(client: redis.Redis) -> int:
     return int(client.info("clients")["connected_clients"])
 
 
-def test_decorating_never_connects(server_factory: ServerFactory) -> None:
+def test_decorating_never_connects(server_factory: ServerFactory, driver: Driver) -> None:
     """Decorating, reading metadata and computing keys open no connection to the server."""
     target = server_factory()
     admin = target.client()
@@ -514,10 +544,12 @@ def test_decorating_never_connects(server_factory: ServerFactory) -> None:
     lazy = RedisCaching(target.args())
 
     @cached(cache=lazy, prefix="sql:{table}")
+    @driver.define
     def read(table: str) -> str:
         return table
 
     @invalidates("sql:{table}:*", cache=lazy)
+    @driver.define
     def write(table: str) -> None:
         return None
 
@@ -525,7 +557,7 @@ def test_decorating_never_connects(server_factory: ServerFactory) -> None:
     assert read.cache_key("users").startswith("sql:users:data:")
     assert read.cache_info() == CacheInfo(0, 0, 0, 0)
     assert _connected_clients(admin) == before
-    assert read("users") == "users"
+    assert driver.call_fn(read, "users") == "users"
     assert _connected_clients(admin) == before + 1
     lazy.close()
     admin.close()
@@ -535,16 +567,17 @@ def test_decorating_never_connects(server_factory: ServerFactory) -> None:
     "target", ["redis://127.0.0.1:1/0", "unix:///nonexistent/memo-redis/redis.sock"],
     ids=["closed-port", "missing-socket"],
 )
-def test_decorating_with_an_unreachable_cache_is_fine(target: str) -> None:
+def test_decorating_with_an_unreachable_cache_is_fine(target: str, driver: Driver) -> None:
     """An unreachable cache raises nothing at decoration or key computation; calls fail open."""
     unreachable = RedisCaching(target)
 
     @cached(cache=unreachable)
+    @driver.define
     def f(x: int) -> int:
         return x + 1
 
     assert f.cache_key(1).startswith(f"memo:{owner_of(f)}:data:")
-    assert f(1) == 2
+    assert driver.call_fn(f, 1) == 2
     assert f.cache_info().errors == 1
     unreachable.close()
 
@@ -585,11 +618,13 @@ def test_import_and_decoration_never_connect() -> None:
 # --- 3. key derivation -----------------------------------------------------------------------
 
 
-def test_binding_makes_positional_keyword_and_default_calls_equal(cache: RedisCaching) -> None:
+def test_binding_makes_positional_keyword_and_default_calls_equal(cache: RedisCaching,
+                                                                  driver: Driver) -> None:
     """f(1, 2), f(1, b=2), f(a=1, b=2), f(b=2, a=1) and f(1) (b defaults to 2) share one entry."""
     calls: list[tuple[int, int]] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(a: int, b: int = 2) -> int:
         calls.append((a, b))
         return a + b
@@ -597,7 +632,8 @@ def test_binding_makes_positional_keyword_and_default_calls_equal(cache: RedisCa
     keys = {f.cache_key(1, 2), f.cache_key(1, b=2), f.cache_key(a=1, b=2),
             f.cache_key(b=2, a=1), f.cache_key(1)}
     assert len(keys) == 1
-    assert [f(1, 2), f(1, b=2), f(a=1, b=2), f(b=2, a=1), f(1)] == [3] * 5
+    assert [driver.call_fn(f, 1, 2), driver.call_fn(f, 1, b=2), driver.call_fn(f, a=1, b=2),
+            driver.call_fn(f, b=2, a=1), driver.call_fn(f, 1)] == [3] * 5
     assert calls == [(1, 2)]
     assert f.cache_key(1, 3) != f.cache_key(1)
     assert f.cache_key(2, 1) != f.cache_key(1, 2)
@@ -620,28 +656,32 @@ def test_var_positional_and_var_keyword_arguments_are_keyed() -> None:
 
 def test_functions_without_parameters_or_with_only_var_args_can_be_cached(
     cache: RedisCaching,
+    driver: Driver,
 ) -> None:
     """def f(), def f(*args, **kwargs) and keyword-only signatures are cached like the rest."""
     calls: list[str] = []
 
     @cached(cache=cache)
+    @driver.define
     def nothing() -> str:
         calls.append("nothing")
         return "n"
 
     @cached(cache=cache)
+    @driver.define
     def anything(*args: Any, **kwargs: Any) -> int:
         calls.append("anything")
         return len(args) + len(kwargs)
 
     @cached(cache=cache)
+    @driver.define
     def keyword_only(*, a: int) -> int:
         calls.append("keyword_only")
         return a
 
-    assert nothing() == nothing() == "n"
-    assert anything(1, 2, x=3) == anything(1, 2, x=3) == 3
-    assert keyword_only(a=4) == keyword_only(a=4) == 4
+    assert driver.call_fn(nothing) == driver.call_fn(nothing) == "n"
+    assert driver.call_fn(anything, 1, 2, x=3) == driver.call_fn(anything, 1, 2, x=3) == 3
+    assert driver.call_fn(keyword_only, a=4) == driver.call_fn(keyword_only, a=4) == 4
     assert calls == ["nothing", "anything", "keyword_only"]
     assert anything.cache_key(1) != anything.cache_key(2)
 
@@ -713,53 +753,57 @@ SUPPORTED = [
 @pytest.mark.parametrize(("value", "equal", "different"), [s[1:] for s in SUPPORTED],
                          ids=[s[0] for s in SUPPORTED])
 def test_supported_argument_types(value: Any, equal: Any, different: Any, cache: RedisCaching,
-                                  raw: redis.Redis) -> None:
+                                  raw: redis.Redis, driver: Driver) -> None:
     """Supported types key by value: equal arguments share an entry, different ones do not."""
     calls: list[Any] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(p: Any) -> str:
         calls.append(p)
         return "ok"
 
     assert f.cache_key(value) == f.cache_key(equal)
     assert f.cache_key(value) != f.cache_key(different)
-    assert f(value) == f(equal) == "ok"
+    assert driver.call_fn(f, value) == driver.call_fn(f, equal) == "ok"
     assert len(calls) == 1
     assert raw.exists(f.cache_key(value)) == 1
 
 
 def test_unsupported_argument_raises_type_error_naming_parameter_and_type(
     cache: RedisCaching, raw: redis.Redis,
+    driver: Driver,
 ) -> None:
     """An object() argument is a TypeError naming parameter and type; nothing runs or is stored."""
     calls: list[Any] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(conn: Any, x: int) -> int:
         calls.append(x)
         return x
 
     with pytest.raises(TypeError, match=r"parameter 'conn' of type 'object'"):
-        f(object(), 1)
+        driver.call_fn(f, object(), 1)
     with pytest.raises(TypeError, match=r"parameter 'conn' of type 'object'"):
         f.cache_key(object(), 1)
     with pytest.raises(TypeError, match=r"parameter 'conn' of type '_thread\.lock'"):
-        f([threading.Lock()], 1)
+        driver.call_fn(f, [threading.Lock()], 1)
     assert calls == []
     assert user_keys(raw) == []
 
 
-def test_ignore_leaves_parameters_out(cache: RedisCaching) -> None:
+def test_ignore_leaves_parameters_out(cache: RedisCaching, driver: Driver) -> None:
     """ignore=("conn",) leaves the connection out: different connections share entries."""
     calls: list[int] = []
 
     @cached(cache=cache, ignore=("conn",))
+    @driver.define
     def query(conn: Any, user_id: int) -> int:
         calls.append(user_id)
         return user_id * 10
 
-    assert query(object(), 1) == query(object(), 1) == 10
+    assert driver.call_fn(query, object(), 1) == driver.call_fn(query, object(), 1) == 10
     assert calls == [1]
     assert query.cache_key(object(), 1) == query.cache_key(None, 1)
     assert query.cache_key(object(), 1) != query.cache_key(object(), 2)
@@ -776,21 +820,24 @@ def test_ignore_naming_an_unknown_parameter_fails_at_decoration() -> None:
     assert issubclass(ConfigError, ValueError)
 
 
-def test_key_callable_replaces_derivation(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_key_callable_replaces_derivation(cache: RedisCaching, raw: redis.Redis,
+                                          driver: Driver) -> None:
     """key=callable gets the call's arguments; its str is the key's last segment."""
     calls: list[tuple[int, Any]] = []
 
     @cached(cache=cache, key=lambda user_id, conn=None: f"user-{user_id}")
+    @driver.define
     def load(user_id: int, conn: Any = None) -> int:
         calls.append((user_id, conn))
         return user_id
 
     assert load.cache_key(7) == f"memo:{owner_of(load)}:data:user-7"
-    assert load(7, object()) == load(7, object()) == 7
+    assert driver.call_fn(load, 7, object()) == driver.call_fn(load, 7, object()) == 7
     assert len(calls) == 1
     assert raw.exists(f"memo:{owner_of(load)}:data:user-7") == 1
 
     @cached(cache=OFFLINE, key=lambda x: 42)  # type: ignore[arg-type,return-value]
+    @driver.define
     def bad(x: int) -> int:
         return x
 
@@ -950,20 +997,23 @@ def test_pinned_keys() -> None:
     assert add.cache_key(1).rsplit(":", 1)[1] == add.cache_key(1, 2).rsplit(":", 1)[1]
 
 
-def test_prefix_template_gives_the_seed_sql_layout(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_prefix_template_gives_the_seed_sql_layout(cache: RedisCaching, raw: redis.Redis,
+                                                   driver: Driver) -> None:
     """prefix="sql:{table}" on fetch(table, columns, where) stores at sql:users:data:<digest>."""
 
     @cached(cache=cache, prefix="sql:{table}", category="data")
+    @driver.define
     def read(table: str, columns: list[str], where: tuple[str, ...] = ()) -> list[str]:
         return columns
 
-    assert read("users", ["id"]) == ["id"]
+    assert driver.call_fn(read, "users", ["id"]) == ["id"]
     key = read.cache_key("users", ["id"])
     assert re.fullmatch(rf"sql:users:data:{HEX16}", key)
     assert user_keys(raw) == [key.encode()]
     assert read.cache_key("orders", ["id"]).startswith("sql:orders:data:")
 
     @cached(cache=cache, prefix="reports", category="daily")
+    @driver.define
     def static(day: int) -> int:
         return day
 
@@ -1017,11 +1067,13 @@ def test_positional_option_is_a_clear_error() -> None:
 
 
 @pytest.fixture
-def tables(cache: RedisCaching) -> Callable[..., list[Any]]:
-    """A cached read keyed sql:<table>:data:<digest> (its calls are logged on the function)."""
+def tables(cache: RedisCaching, driver: Driver) -> Callable[..., list[Any]]:
+    """A cached read keyed sql:<table>:data:<digest> (its calls are logged on the function),
+    sync or async as the test's driver is."""
     calls: list[str] = []
 
     @cached(cache=cache, prefix="sql:{table}")
+    @driver.define
     def read(table: str, row: int = 0) -> list[Any]:
         calls.append(table)
         return [table, row]
@@ -1031,123 +1083,135 @@ def tables(cache: RedisCaching) -> Callable[..., list[Any]]:
 
 
 def test_invalidates_literal_pattern(cache: RedisCaching, raw: redis.Redis,
-                                     tables: Any) -> None:
+                                     tables: Any, driver: Driver) -> None:
     """@invalidates("sql:users:*") drops users entries after the call and keeps orders'."""
 
     @cache.invalidates("sql:users:*")
+    @driver.define
     def add_user(name: str) -> str:
         return f"added {name}"
 
     for table in ("users", "orders"):
-        tables(table)
-    assert add_user("ann") == "added ann"
+        driver.call_fn(tables, table)
+    assert driver.call_fn(add_user, "ann") == "added ann"
     assert raw.exists(tables.cache_key("users")) == 0
     assert raw.exists(tables.cache_key("orders")) == 1
-    tables("users")
-    tables("orders")
+    driver.call_fn(tables, "users")
+    driver.call_fn(tables, "orders")
     assert tables.calls == ["users", "orders", "users"]
 
 
 def test_invalidates_template_pattern_and_multiple_patterns(cache: RedisCaching,
                                                              raw: redis.Redis,
-                                                             tables: Any) -> None:
+                                                             tables: Any, driver: Driver) -> None:
     """A template is filled from the bound arguments; every pattern given is applied."""
 
     @cache.invalidates("sql:{table}:*", "report:*")
+    @driver.define
     def update(table: str, data: dict[str, Any]) -> int:
         return len(data)
 
-    cache.set("report:daily", 1)
+    driver.call(cache, "set", "report:daily", 1)
     for table in ("users", "orders"):
-        tables(table)
-    assert update("orders", {"a": 1}) == 1
-    assert update(data={}, table="nothing") == 0
+        driver.call_fn(tables, table)
+    assert driver.call_fn(update, "orders", {"a": 1}) == 1
+    assert driver.call_fn(update, data={}, table="nothing") == 0
     assert raw.exists(tables.cache_key("orders"), "report:daily") == 0
     assert raw.exists(tables.cache_key("users")) == 1
 
 
 @pytest.mark.parametrize(
     ("table", "neighbour"),
-    [("users*", "users2"), ("a[b]", "ab"), ("a?c", "abc"), ("back\\slash", "back\\\\slash")],
-    ids=["star", "brackets", "question-mark", "backslash"],
+    [("users*", "users2"), ("users*", "users"), ("a[b]", "ab"), ("a?c", "abc"),
+     ("back\\slash", "back\\\\slash")],
+    ids=["star", "star-vs-literal", "brackets", "question-mark", "backslash"],
 )
 def test_invalidates_escapes_substituted_values(table: str, neighbour: str, cache: RedisCaching,
-                                                raw: redis.Redis, tables: Any) -> None:
-    """A table named users* or a[b] invalidates its own entries only, never users2 or ab."""
+                                                raw: redis.Redis, tables: Any,
+                                                driver: Driver) -> None:
+    """A table named users* or a[b] invalidates its own entries only, never users, users2 or ab."""
 
     @cache.invalidates("sql:{table}:*")
+    @driver.define
     def write(table: str) -> None:
         return None
 
-    tables(table)
-    tables(neighbour)
-    write(table)
+    driver.call_fn(tables, table)
+    driver.call_fn(tables, neighbour)
+    driver.call_fn(write, table)
     assert raw.exists(tables.cache_key(table)) == 0
     assert raw.exists(tables.cache_key(neighbour)) == 1
-    tables(neighbour)
+    driver.call_fn(tables, neighbour)
     assert tables.calls == [table, neighbour]
 
 
 def test_invalidation_runs_after_the_call_returns(cache: RedisCaching, raw: redis.Redis,
-                                                  tables: Any) -> None:
+                                                  tables: Any, driver: Driver) -> None:
     """The entry is still there while the body runs and gone when the call returns."""
     seen_inside: list[int] = []
     result = object()
 
     @cache.invalidates("sql:{table}:*")
+    @driver.define
     def write(table: str) -> object:
         seen_inside.append(raw.exists(tables.cache_key(table)))
         return result
 
-    tables("users")
-    assert write("users") is result
+    driver.call_fn(tables, "users")
+    assert driver.call_fn(write, "users") is result
     assert seen_inside == [1]
     assert raw.exists(tables.cache_key("users")) == 0
 
 
 def test_invalidation_runs_when_the_call_raises(cache: RedisCaching, raw: redis.Redis,
-                                                tables: Any) -> None:
+                                                tables: Any, driver: Driver) -> None:
     """A raising write still invalidates, and the very exception object passes through."""
     error = RuntimeError("half-done write")
 
     @cache.invalidates("sql:{table}:*")
+    @driver.define
     def write(table: str) -> None:
         raise error
 
-    tables("users")
+    driver.call_fn(tables, "users")
     with pytest.raises(RuntimeError) as caught:
-        write("users")
+        driver.call_fn(write, "users")
     assert caught.value is error
     assert raw.exists(tables.cache_key("users")) == 0
 
 
 def test_invalidates_keeps_metadata_and_works_on_methods(cache: RedisCaching, raw: redis.Redis,
-                                                         tables: Any) -> None:
-    """@invalidates keeps name/doc/signature and fills templates on methods of every kind."""
+                                                         tables: Any, driver: Driver) -> None:
+    """@invalidates keeps name/doc/signature (a coroutine function when the method is one) and
+    fills templates on methods of every kind."""
 
     class Writer:
         @cache.invalidates("sql:{table}:*")
+        @driver.define
         def write(self, table: str) -> str:
             """Write a row."""
             return table
 
         @cache.invalidates("sql:{table}:*")
         @classmethod
+        @driver.define
         def write_cls(cls, table: str) -> str:
             return table
 
         @staticmethod
         @cache.invalidates("sql:{table}:*")
+        @driver.define
         def write_static(table: str) -> str:
             return table
 
     assert Writer.write.__name__ == "write"
     assert Writer.write.__doc__ == "Write a row."
     assert str(inspect.signature(Writer().write)) == "(table: 'str') -> 'str'"
+    assert inspect.iscoroutinefunction(Writer.write) is driver.is_async
     for name, call in [("users", Writer().write), ("orders", Writer.write_cls),
                        ("items", Writer.write_static)]:
-        tables(name)
-        assert call(name) == name
+        driver.call_fn(tables, name)
+        assert driver.call_fn(call, name) == name
         assert raw.exists(tables.cache_key(name)) == 0
 
 
@@ -1167,66 +1231,71 @@ def test_invalidates_needs_patterns() -> None:
 # --- 6. per-function controls ---------------------------------------------------------------
 
 
-def test_cache_key_is_the_key_the_call_uses(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_cache_key_is_the_key_the_call_uses(cache: RedisCaching, raw: redis.Redis,
+                                            driver: Driver) -> None:
     """.cache_key(*a, **kw) returns exactly the Redis key the call writes."""
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int, y: int = 0) -> int:
         return x + y
 
-    f(1, y=2)
+    driver.call_fn(f, 1, y=2)
     assert user_keys(raw) == [f.cache_key(1, 2).encode()]
 
 
-def test_invalidate_drops_one_entry(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_invalidate_drops_one_entry(cache: RedisCaching, raw: redis.Redis, driver: Driver) -> None:
     """.invalidate(*a) drops that call's entry only and returns 1 (0 when nothing was there)."""
     calls: list[int] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int) -> int:
         calls.append(x)
         return x
 
-    f(1)
-    f(2)
-    assert f.invalidate(1) == 1
-    assert f.invalidate(1) == 0
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 2)
+    assert driver.handle(f.invalidate, 1) == 1
+    assert driver.handle(f.invalidate, 1) == 0
     assert raw.exists(f.cache_key(1)) == 0
     assert raw.exists(f.cache_key(2)) == 1
-    f(1)
-    f(2)
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 2)
     assert calls == [1, 2, 1]
 
 
-def test_refresh_recomputes_and_stores(cache: RedisCaching) -> None:
+def test_refresh_recomputes_and_stores(cache: RedisCaching, driver: Driver) -> None:
     """.refresh(*a) runs the body even on a hit and stores the new result for later calls."""
     version = [1]
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int) -> tuple[int, int]:
         return x, version[0]
 
-    assert f(1) == (1, 1)
+    assert driver.call_fn(f, 1) == (1, 1)
     version[0] = 2
-    assert f(1) == (1, 1)
-    assert f.refresh(1) == (1, 2)
+    assert driver.call_fn(f, 1) == (1, 1)
+    assert driver.handle(f.refresh, 1) == (1, 2)
     version[0] = 3
-    assert f(1) == (1, 2)
+    assert driver.call_fn(f, 1) == (1, 2)
     assert f.cache_info().hits == 2
 
 
-def test_cache_info_counts_hits_misses_and_errors(cache: RedisCaching) -> None:
+def test_cache_info_counts_hits_misses_and_errors(cache: RedisCaching, driver: Driver) -> None:
     """.cache_info() counts this process's hits, misses, errors and stores."""
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int) -> int:
         return x
 
     assert f.cache_info() == CacheInfo(hits=0, misses=0, errors=0, stores=0)
-    f(1)
-    f(1)
-    f(2)
-    f(1)
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 2)
+    driver.call_fn(f, 1)
     assert f.cache_info() == CacheInfo(hits=2, misses=2, errors=0, stores=2)
 
 
@@ -1255,72 +1324,79 @@ def test_cache_info_counts_are_exact_under_threads(cache: RedisCaching) -> None:
 
 
 def test_cache_clear_drops_every_entry_of_this_function_only(cache: RedisCaching,
-                                                             raw: redis.Redis) -> None:
+                                                             raw: redis.Redis,
+                                                             driver: Driver) -> None:
     """.cache_clear() drops all of this function's entries (all arguments), no one else's."""
     calls: list[str] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int) -> int:
         calls.append(f"f{x}")
         return x
 
     @cached(cache=cache)
+    @driver.define
     def g(x: int) -> int:
         calls.append(f"g{x}")
         return x
 
-    f(1)
-    f(2)
-    g(1)
-    assert f.cache_clear() == 2
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 2)
+    driver.call_fn(g, 1)
+    assert driver.handle(f.cache_clear) == 2
     assert raw.exists(f.cache_key(1), f.cache_key(2)) == 0
     assert raw.exists(g.cache_key(1)) == 1
     assert f.cache_info() == CacheInfo(0, 0, 0, 0)
-    f(1)
-    g(1)
+    driver.call_fn(f, 1)
+    driver.call_fn(g, 1)
     assert calls == ["f1", "f2", "g1", "f1"]
 
 
 def test_cache_clear_with_a_templated_prefix(cache: RedisCaching, raw: redis.Redis,
-                                             tables: Any) -> None:
+                                             tables: Any, driver: Driver) -> None:
     """.cache_clear() of a prefix="sql:{table}" function drops its entries for every table."""
 
     @cache.cached(prefix="report:{table}")
+    @driver.define
     def report(table: str) -> str:
         return table
 
-    tables("users")
-    tables("orders", 3)
-    report("users")
-    assert tables.cache_clear() == 2
+    driver.call_fn(tables, "users")
+    driver.call_fn(tables, "orders", 3)
+    driver.call_fn(report, "users")
+    assert driver.handle(tables.cache_clear) == 2
     assert raw.exists(tables.cache_key("users"), tables.cache_key("orders", 3)) == 0
     assert raw.exists(report.cache_key("users")) == 1
 
 
-def test_disabled_turns_caching_off_in_its_scope(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_disabled_turns_caching_off_in_its_scope(cache: RedisCaching, raw: redis.Redis,
+                                                 driver: Driver) -> None:
     """Inside disabled() the body runs on every call and nothing is stored; invalidation runs."""
     calls: list[int] = []
 
     @cached(cache=cache)
+    @driver.define
     def f(x: int) -> int:
         calls.append(x)
         return x
 
     @cache.invalidates(f"memo:{owner_of(f)}:*")
+    @driver.define
     def wipe() -> None:
         return None
 
-    f(9)
+    driver.call_fn(f, 9)
     with disabled():
         assert caching_disabled.get() is True
-        assert f(1) == f(1) == 1
+        assert driver.call_fn(f, 1) == driver.call_fn(f, 1) == 1
         assert raw.exists(f.cache_key(1)) == 0
-        wipe()
+        driver.call_fn(wipe)
     assert caching_disabled.get() is False
     assert raw.exists(f.cache_key(9)) == 0
     assert calls == [9, 1, 1]
-    f(1)
-    f(1)
+    driver.call_fn(f, 1)
+    driver.call_fn(f, 1)
     assert calls == [9, 1, 1, 1]
 
 
@@ -1365,52 +1441,57 @@ def test_disabled_is_thread_local(cache: RedisCaching, raw: redis.Redis) -> None
     [("data", 300), ("count", 60), ("schema", 3600), ("metadata", 7200), ("reports", 300)],
 )
 def test_ttl_defaults_to_the_category_ttl(category: str, expected: int, cache: RedisCaching,
-                                          raw: redis.Redis) -> None:
+                                          raw: redis.Redis, driver: Driver) -> None:
     """Without ttl= the server TTL is the category's default (300 for unknown categories)."""
 
     @cached(cache=cache, category=category)
+    @driver.define
     def f(x: int) -> int:
         return x
 
-    f(1)
+    driver.call_fn(f, 1)
     key = f.cache_key(1)
     assert f":{category}:" in key
     assert expected - 5 <= raw.ttl(key) <= expected
 
 
-def test_explicit_ttl_and_no_expiry(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_explicit_ttl_and_no_expiry(cache: RedisCaching, raw: redis.Redis, driver: Driver) -> None:
     """ttl=42 and ttl=timedelta(minutes=2) are honoured; ttl=None stores without expiry."""
 
     @cached(cache=cache, ttl=42)
+    @driver.define
     def seconds(x: int) -> int:
         return x
 
     @cached(cache=cache, ttl=dt.timedelta(minutes=2), category="count")
+    @driver.define
     def delta(x: int) -> int:
         return x
 
     @cached(cache=cache, ttl=None)
+    @driver.define
     def forever(x: int) -> int:
         return x
 
-    seconds(1)
-    delta(1)
-    forever(1)
+    driver.call_fn(seconds, 1)
+    driver.call_fn(delta, 1)
+    driver.call_fn(forever, 1)
     assert 37 <= raw.ttl(seconds.cache_key(1)) <= 42
     assert 115 <= raw.ttl(delta.cache_key(1)) <= 120
     assert raw.ttl(forever.cache_key(1)) == -1
 
 
 def test_cache_default_ttls_override_category_defaults(server: EmbeddedServer,
-                                                       raw: redis.Redis) -> None:
+                                                       raw: redis.Redis, driver: Driver) -> None:
     """RedisCaching(default_ttls=...) changes the TTL used when ttl= is not given."""
     custom = RedisCaching(server.args(), default_ttls={"data": 20})
 
     @cached(cache=custom)
+    @driver.define
     def f(x: int) -> int:
         return x
 
-    f(1)
+    driver.call_fn(f, 1)
     assert 15 <= raw.ttl(f.cache_key(1)) <= 20
     custom.close()
 
@@ -1428,12 +1509,13 @@ def test_bad_ttl_fails_at_decoration(ttl: Any, error: type[Exception], message: 
         cached(cache=OFFLINE, ttl=ttl)
 
 
-def test_exceptions_are_never_cached(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_exceptions_are_never_cached(cache: RedisCaching, raw: redis.Redis, driver: Driver) -> None:
     """A raising call stores nothing and the next call runs the body again."""
     error = ValueError("boom")
     attempts: list[int] = []
 
     @cached(cache=cache)
+    @driver.define
     def flaky(x: int) -> int:
         attempts.append(x)
         if len(attempts) == 1:
@@ -1441,45 +1523,50 @@ def test_exceptions_are_never_cached(cache: RedisCaching, raw: redis.Redis) -> N
         return x
 
     with pytest.raises(ValueError) as caught:
-        flaky(1)
+        driver.call_fn(flaky, 1)
     assert caught.value is error
     assert user_keys(raw) == []
-    assert flaky(1) == 1
-    assert flaky(1) == 1
+    assert driver.call_fn(flaky, 1) == 1
+    assert driver.call_fn(flaky, 1) == 1
     assert attempts == [1, 1]
 
 
-def test_unless_skips_storing_chosen_results(cache: RedisCaching, raw: redis.Redis) -> None:
+def test_unless_skips_storing_chosen_results(cache: RedisCaching, raw: redis.Redis,
+                                             driver: Driver) -> None:
     """unless(result) returning True skips storing that result only."""
     calls: list[int] = []
 
     @cached(cache=cache, unless=lambda result: result < 0)
+    @driver.define
     def f(x: int) -> int:
         calls.append(x)
         return x
 
-    assert f(-1) == f(-1) == -1
-    assert f(1) == f(1) == 1
+    assert driver.call_fn(f, -1) == driver.call_fn(f, -1) == -1
+    assert driver.call_fn(f, 1) == driver.call_fn(f, 1) == 1
     assert calls == [-1, -1, 1]
     assert raw.exists(f.cache_key(-1)) == 0
 
 
-def test_none_is_cached_by_default_and_not_with_cache_none_false(cache: RedisCaching) -> None:
+def test_none_is_cached_by_default_and_not_with_cache_none_false(cache: RedisCaching,
+                                                                 driver: Driver) -> None:
     """None results are stored (and told from a miss) unless cache_none=False."""
     calls: list[str] = []
 
     @cached(cache=cache)
+    @driver.define
     def default(x: int) -> None:
         calls.append("default")
 
     @cached(cache=cache, cache_none=False)
+    @driver.define
     def skip(x: int) -> None:
         calls.append("skip")
 
-    assert default(1) is None
-    assert default(1) is None
-    assert skip(1) is None
-    assert skip(1) is None
+    assert driver.call_fn(default, 1) is None
+    assert driver.call_fn(default, 1) is None
+    assert driver.call_fn(skip, 1) is None
+    assert driver.call_fn(skip, 1) is None
     assert calls == ["default", "skip", "skip"]
     assert inspect.signature(cached).parameters["cache_none"].default is True
     assert "cache_none=False" in (cached.__doc__ or "")
@@ -1490,6 +1577,7 @@ def test_none_is_cached_by_default_and_not_with_cache_none_false(cache: RedisCac
 
 def test_dead_server_fails_open_with_one_warning_per_outage(
     server_factory: ServerFactory, caplog: pytest.LogCaptureFixture,
+    driver: Driver,
 ) -> None:
     """With Redis down the body runs and returns; one warning per outage; errors counted."""
     srv = server_factory()
@@ -1498,45 +1586,48 @@ def test_dead_server_fails_open_with_one_warning_per_outage(
     calls: list[int] = []
 
     @cached(cache=flaky)
+    @driver.define
     def f(x: int) -> int:
         calls.append(x)
         return x * 10
 
-    assert f(1) == f(1) == 10
+    assert driver.call_fn(f, 1) == driver.call_fn(f, 1) == 10
     caplog.set_level(logging.WARNING, logger="memo_redis")
     srv.kill()
-    assert [f(1) for _ in range(5)] == [10] * 5
+    assert [driver.call_fn(f, 1) for _ in range(5)] == [10] * 5
     assert calls == [1] * 6
     assert len(memo_warnings(caplog, "Redis unavailable")) == 1
     assert f.cache_info().errors == 5
     srv.start()
-    assert f(2) == 20
-    assert f(2) == 20
+    assert driver.call_fn(f, 2) == 20
+    assert driver.call_fn(f, 2) == 20
     assert calls == [1] * 6 + [2]
     assert len(memo_warnings(caplog, "is back")) == 1
     srv.kill()
-    assert f(3) == f(3) == 30
+    assert driver.call_fn(f, 3) == driver.call_fn(f, 3) == 30
     assert len(memo_warnings(caplog, "Redis unavailable")) == 2
     assert f.cache_info().errors == 7
     flaky.close()
 
 
-def test_open_circuit_still_runs_the_function(server_factory: ServerFactory) -> None:
+def test_open_circuit_still_runs_the_function(server_factory: ServerFactory,
+                                              driver: Driver) -> None:
     """After repeated failures Redis is skipped (circuit open); calls keep returning results."""
     srv = server_factory()
     flaky = RedisCaching(srv.args())
 
     @cached(cache=flaky)
+    @driver.define
     def f(x: int) -> int:
         return -x
 
     srv.kill()
-    assert [f(i) for i in range(10)] == [-i for i in range(10)]
+    assert [driver.call_fn(f, i) for i in range(10)] == [-i for i in range(10)]
     assert f.cache_info().errors == 10
     flaky.close()
 
 
-def test_strict_raises_cache_unavailable(server_factory: ServerFactory) -> None:
+def test_strict_raises_cache_unavailable(server_factory: ServerFactory, driver: Driver) -> None:
     """strict=True (on the decorator or the cache) raises CacheUnavailable instead."""
     srv = server_factory()
     lenient = RedisCaching(srv.args(), failure_threshold=1000)
@@ -1544,28 +1635,31 @@ def test_strict_raises_cache_unavailable(server_factory: ServerFactory) -> None:
     calls: list[str] = []
 
     @cached(cache=lenient, strict=True)
+    @driver.define
     def strict_decorator(x: int) -> int:
         calls.append("decorator")
         return x
 
     @cached(cache=strict_cache)
+    @driver.define
     def strict_default(x: int) -> int:
         calls.append("cache")
         return x
 
     @cached(cache=strict_cache, strict=False)
+    @driver.define
     def overridden(x: int) -> int:
         calls.append("overridden")
         return x
 
     srv.kill()
     with pytest.raises(CacheUnavailable) as caught:
-        strict_decorator(1)
+        driver.call_fn(strict_decorator, 1)
     assert isinstance(caught.value, MemoRedisError)
     assert isinstance(caught.value.__cause__, (redis.RedisError, OSError))
     with pytest.raises(CacheUnavailable):
-        strict_default(1)
-    assert overridden(1) == 1
+        driver.call_fn(strict_default, 1)
+    assert driver.call_fn(overridden, 1) == 1
     assert calls == ["overridden"]
     assert strict_decorator.cache_info().errors == 1
     lenient.close()
@@ -1573,17 +1667,18 @@ def test_strict_raises_cache_unavailable(server_factory: ServerFactory) -> None:
 
 
 def test_redis_command_errors_fail_open(server_factory: ServerFactory,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+                                        caplog: pytest.LogCaptureFixture, driver: Driver) -> None:
     """A server refusing writes (OOM) still returns results; errors counted, warned once."""
     srv = server_factory(config={"maxmemory": "1", "maxmemory-policy": "noeviction"})
     full = RedisCaching(srv.args())
     caplog.set_level(logging.WARNING, logger="memo_redis")
 
     @cached(cache=full)
+    @driver.define
     def f(x: int) -> int:
         return x + 100
 
-    assert [f(1), f(1), f(2)] == [101, 101, 102]
+    assert [driver.call_fn(f, 1), driver.call_fn(f, 1), driver.call_fn(f, 2)] == [101, 101, 102]
     assert f.cache_info().errors == 3
     assert f.cache_info().stores == 0
     assert len(memo_warnings(caplog, "refused a command")) == 1
@@ -1591,7 +1686,8 @@ def test_redis_command_errors_fail_open(server_factory: ServerFactory,
 
 
 def test_invalidates_fails_open_and_strict_raises(server_factory: ServerFactory,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+                                                  caplog: pytest.LogCaptureFixture,
+                                                  driver: Driver) -> None:
     """A failed invalidation logs an error and returns the result; strict=True raises."""
     srv = server_factory()
     flaky = RedisCaching(srv.args(), failure_threshold=1000)
@@ -1600,23 +1696,26 @@ def test_invalidates_fails_open_and_strict_raises(server_factory: ServerFactory,
     error = KeyError("write failed")
 
     @invalidates("sql:users:*", cache=flaky)
+    @driver.define
     def lenient() -> object:
         return result
 
     @invalidates("sql:users:*", cache=flaky, strict=True)
+    @driver.define
     def strict() -> object:
         return result
 
     @invalidates("sql:users:*", cache=flaky, strict=True)
+    @driver.define
     def strict_raising() -> object:
         raise error
 
     srv.kill()
-    assert lenient() is result
+    assert driver.call_fn(lenient) is result
     assert any(r.levelno == logging.ERROR and "stale" in r.getMessage() for r in caplog.records)
     with pytest.raises(CacheUnavailable):
-        strict()
+        driver.call_fn(strict)
     with pytest.raises(KeyError) as caught:
-        strict_raising()
+        driver.call_fn(strict_raising)
     assert caught.value is error
     flaky.close()
