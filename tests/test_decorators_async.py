@@ -1,12 +1,12 @@
-"""@cached and @invalidates on ``async def`` callables (redis.asyncio), against real servers."""
+"""@cached and @invalidates on ``async def`` callables (redis.asyncio), against real servers:
+what only async code has (event loops, tasks, cancellation, coroutine objects, the asyncio
+client alone). Everything async functions share with sync ones is pinned for both by the
+``driver``-parametrized tests of test_decorators.py and test_core.py."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
-import re
-import sys
 import threading
 import time
 from typing import Any, TypeVar
@@ -17,26 +17,15 @@ from support import run
 
 from memo_redis import (
     CacheInfo,
-    CacheUnavailable,
     RedisCaching,
     cached,
     disabled,
     invalidates,
 )
+from memo_redis.embedded import EmbeddedServer
 from memo_redis.flight import AsyncFlights, Flights
-from memo_redis.testing import ServerFactory
 
 T = TypeVar("T")
-
-HEX16 = r"[0-9a-f]{16}"
-
-
-def memo_warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
-    """memo_redis log records at WARNING whose message contains ``text``."""
-    return [
-        r for r in caplog.records
-        if r.name == "memo_redis" and r.levelno == logging.WARNING and text in r.getMessage()
-    ]
 
 
 # --- where the decorators work ---------------------------------------------------------------
@@ -59,111 +48,6 @@ def test_async_function_keeps_metadata_and_inspect_results(cache: RedisCaching) 
     pending = fetch(1)
     assert inspect.iscoroutine(pending)
     assert run(cache, pending) == 2
-
-
-def test_async_function_is_cached(cache: RedisCaching, raw: redis.Redis) -> None:
-    """Awaiting twice runs the body once; keys follow the same binding rules as sync ones."""
-    calls: list[tuple[int, int]] = []
-
-    @cached(cache=cache)
-    async def fetch(x: int, y: int = 1) -> int:
-        calls.append((x, y))
-        await asyncio.sleep(0)
-        return x + y
-
-    async def scenario() -> list[int]:
-        return [await fetch(1), await fetch(1, 1), await fetch(x=1, y=1), await fetch(2)]
-
-    assert run(cache, scenario()) == [2, 2, 2, 3]
-    assert calls == [(1, 1), (2, 1)]
-    assert fetch.cache_key(1) == fetch.cache_key(x=1, y=1)
-    assert re.fullmatch(rf"memo:{re.escape(fetch.__module__)}\.[\w.<>]+\.fetch:data:{HEX16}",
-                        fetch.cache_key(1))
-    assert raw.exists(fetch.cache_key(1), fetch.cache_key(2)) == 2
-    assert fetch.cache_info() == CacheInfo(hits=2, misses=2, errors=0, stores=2)
-
-
-def _async_kinds(cache: RedisCaching, calls: list[tuple[str, int]]) -> type:
-    """A class with async methods of every kind, decorated in both orders Python allows."""
-
-    class Service:
-        @cache.cached()
-        async def method(self, x: int) -> int:
-            """Doc of method."""
-            calls.append(("method", x))
-            return x * 2
-
-        @cache.cached()
-        @classmethod
-        async def cached_classmethod(cls, x: int) -> int:
-            """Doc of cached_classmethod."""
-            calls.append(("cached_classmethod", x))
-            return x * 2
-
-        @classmethod
-        @cache.cached()
-        async def classmethod_cached(cls, x: int) -> int:
-            """Doc of classmethod_cached."""
-            calls.append(("classmethod_cached", x))
-            return x * 2
-
-        @cache.cached()
-        @staticmethod
-        async def cached_staticmethod(x: int) -> int:
-            """Doc of cached_staticmethod."""
-            calls.append(("cached_staticmethod", x))
-            return x * 2
-
-        @staticmethod
-        @cache.cached()
-        async def staticmethod_cached(x: int) -> int:
-            """Doc of staticmethod_cached."""
-            calls.append(("staticmethod_cached", x))
-            return x * 2
-
-    return Service
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "method",
-        "cached_classmethod",
-        pytest.param("classmethod_cached", marks=pytest.mark.xfail(
-            sys.version_info >= (3, 13), strict=True,
-            reason="Python >= 3.13: handles of @classmethod over @cached need cls passed",
-        )),
-        "cached_staticmethod",
-        "staticmethod_cached",
-    ],
-    ids=["method", "cached-over-classmethod", "classmethod-over-cached",
-         "cached-over-staticmethod", "staticmethod-over-cached"],
-)
-def test_async_method_kinds(kind: str, cache: RedisCaching, raw: redis.Redis) -> None:
-    """Async methods of every kind are coroutine functions, cached with self/cls left out."""
-    calls: list[tuple[str, int]] = []
-    service = _async_kinds(cache, calls)
-    first, second = service(), service()
-    attr = getattr(first, kind)
-    assert attr.__name__ == kind
-    assert attr.__doc__ == f"Doc of {kind}."
-    assert str(inspect.signature(attr)) == "(x: 'int') -> 'int'"
-    assert inspect.iscoroutinefunction(attr)
-
-    async def scenario() -> list[int]:
-        results = [await getattr(first, kind)(3), await getattr(second, kind)(3)]
-        if kind == "method":
-            results.append(await service.method(first, 3))
-        else:
-            results.append(await getattr(service, kind)(3))
-        results.append(await getattr(first, kind).refresh(3))
-        assert await getattr(first, kind).invalidate(3) == 1
-        return results
-
-    assert run(cache, scenario()) == [6, 6, 6, 6]
-    assert calls == [(kind, 3), (kind, 3)]
-    assert getattr(first, kind).cache_key(3) == getattr(second, kind).cache_key(3)
-    assert raw.exists(getattr(first, kind).cache_key(3)) == 0
 
 
 def test_cached_coroutine_does_not_block_the_event_loop(cache: RedisCaching) -> None:
@@ -245,33 +129,6 @@ def test_async_generators_are_rejected(cache: RedisCaching) -> None:
 
 
 # --- handles, disabled(), single flight ------------------------------------------------------
-
-
-def test_async_handles_return_awaitables(cache: RedisCaching, raw: redis.Redis) -> None:
-    """On async functions invalidate/refresh/cache_clear are awaitable; cache_key is plain."""
-    version = [1]
-
-    @cached(cache=cache)
-    async def f(x: int) -> list[int]:
-        return [x, version[0]]
-
-    async def scenario() -> list[Any]:
-        out: list[Any] = [await f(1), await f(2)]
-        version[0] = 2
-        out.append(await f(1))
-        out.append(await f.refresh(1))
-        out.append(await f(1))
-        invalidation = f.invalidate(2)
-        assert inspect.isawaitable(invalidation)
-        out.append(await invalidation)
-        clearing = f.cache_clear()
-        assert inspect.isawaitable(clearing)
-        out.append(await clearing)
-        return out
-
-    assert isinstance(f.cache_key(1), str)
-    assert run(cache, scenario()) == [[1, 1], [2, 1], [1, 1], [1, 2], [1, 2], 1, 1]
-    assert raw.exists(f.cache_key(1), f.cache_key(2)) == 0
 
 
 def test_disabled_is_task_local(cache: RedisCaching, raw: redis.Redis) -> None:
@@ -418,120 +275,39 @@ def test_interrupted_thread_leader_does_not_interrupt_followers(
     assert calls == ["run", "run"]
 
 
-# --- @invalidates --------------------------------------------------------------------------
+# --- the asyncio client alone ----------------------------------------------------------------
 
 
-def test_async_invalidates_after_return_and_after_raise(cache: RedisCaching,
-                                                        raw: redis.Redis) -> None:
-    """Async @invalidates runs after the coroutine returns or raises; both pass through."""
-    result = object()
-    error = RuntimeError("half-done")
-
-    @cached(cache=cache, prefix="sql:{table}")
-    async def read(table: str) -> str:
-        return table
-
-    @cache.invalidates("sql:{table}:*")
-    async def write(table: str, fail: bool = False) -> object:
-        assert raw.exists(read.cache_key(table)) == 1
-        await asyncio.sleep(0)
-        if fail:
-            raise error
-        return result
-
-    async def scenario() -> None:
-        await read("users")
-        await read("users*")
-        await read("users2")
-        assert await write("users*") is result
-        assert raw.exists(read.cache_key("users*")) == 0
-        assert raw.exists(read.cache_key("users"), read.cache_key("users2")) == 2
-        with pytest.raises(RuntimeError) as caught:
-            await write("users", fail=True)
-        assert caught.value is error
-        assert raw.exists(read.cache_key("users")) == 0
-        assert raw.exists(read.cache_key("users2")) == 1
-
-    assert inspect.iscoroutinefunction(write)
-    assert write.__name__ == "write"
-    run(cache, scenario())
-
-
-# --- what is cached and failures ---------------------------------------------------------------
-
-
-def test_async_exceptions_never_cached_and_ttl(cache: RedisCaching, raw: redis.Redis) -> None:
-    """An async call that raises stores nothing; a stored result gets the category TTL."""
-    attempts: list[int] = []
-
-    @cached(cache=cache, category="count")
-    async def flaky(x: int) -> int:
-        attempts.append(x)
-        if len(attempts) == 1:
-            raise ValueError("first attempt fails")
-        return x
-
-    async def scenario() -> list[int]:
-        with pytest.raises(ValueError, match="first attempt"):
-            await flaky(1)
-        assert raw.exists(flaky.cache_key(1)) == 0
-        return [await flaky(1), await flaky(1)]
-
-    assert run(cache, scenario()) == [1, 1]
-    assert attempts == [1, 1]
-    assert 55 <= raw.ttl(flaky.cache_key(1)) <= 60
-
-
-def test_async_dead_server_fails_open_with_one_warning(server_factory: ServerFactory,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
-    """With Redis down, awaited calls return their own results; one warning; errors counted."""
-    srv = server_factory()
-    flaky = RedisCaching(srv.args(), failure_threshold=1000)
+def test_decorated_async_functions_never_build_the_sync_client(server: EmbeddedServer,
+                                                                raw: redis.Redis) -> None:
+    """A decorated async function's miss, hit, refresh, invalidate, many and cache_clear, and an
+    async @invalidates, run on the loop's asyncio client: the lazily built sync client of a
+    fresh RedisCaching(url) is never created."""
+    fresh = RedisCaching(server.url)
     calls: list[int] = []
 
-    @cached(cache=flaky)
-    async def f(x: int) -> int:
+    @cached(cache=fresh, prefix="squares", ttl=60)
+    async def square(x: int) -> int:
         calls.append(x)
-        return x * 10
+        return x * x
 
-    @cached(cache=flaky, strict=True)
-    async def strict(x: int) -> int:
-        calls.append(-x)
-        return x
+    @invalidates("squares:*", cache=fresh)
+    async def wipe() -> str:
+        return "wiped"
 
-    async def scenario() -> list[int]:
-        first = [await f(1), await f(1)]
-        srv.kill()
-        later = [await f(1) for _ in range(4)]
-        with pytest.raises(CacheUnavailable):
-            await strict(1)
-        return first + later
+    async def scenario() -> tuple[list[Any], bool]:
+        results: list[Any] = [await square(3), await square(3)]  # a miss, then a hit
+        results.append(await square.refresh(3))
+        results.append(await square.invalidate(3))
+        results.append(await square.many([3, 4]))
+        results.append(await square.cache_clear())
+        results.append(await square(5))
+        results.append(await wipe())
+        return results, fresh.engine._client is not None  # checked before aclose() runs
 
-    caplog.set_level(logging.WARNING, logger="memo_redis")
-    assert run(flaky, scenario()) == [10] * 6
-    assert calls == [1] * 5
-    assert f.cache_info().errors == 4
-    assert strict.cache_info().errors == 1
-    assert len(memo_warnings(caplog, "Redis unavailable")) == 1
-
-
-def test_async_invalidates_with_dead_server(server_factory: ServerFactory) -> None:
-    """Async @invalidates fails open (result passes) and raises CacheUnavailable when strict."""
-    srv = server_factory()
-    flaky = RedisCaching(srv.args(), failure_threshold=1000)
-
-    @invalidates("sql:users:*", cache=flaky)
-    async def lenient() -> str:
-        return "ok"
-
-    @invalidates("sql:users:*", cache=flaky, strict=True)
-    async def strict() -> str:
-        return "ok"
-
-    async def scenario() -> str:
-        srv.kill()
-        with pytest.raises(CacheUnavailable):
-            await strict()
-        return await lenient()
-
-    assert run(flaky, scenario()) == "ok"
+    results, built = run(fresh, scenario())
+    assert results == [9, 9, 9, 1, [9, 16], 2, 25, "wiped"]
+    assert calls == [3, 3, 3, 4, 5]
+    assert raw.exists(square.cache_key(5)) == 0
+    assert square.cache_info() == CacheInfo(hits=0, misses=1, errors=0, stores=1)
+    assert not built, "a decorated async function built the sync client"
