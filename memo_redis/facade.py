@@ -28,6 +28,7 @@ from .protocol.readthrough import ReadPolicy
 from .protocol.steps import Flow
 from .serialization import Serializer
 from .sql.methods import SQLMethods
+from .tracing import span
 from .transaction_state import Kind, record_invalidation
 from .ttl import CATEGORY_DEFAULT, TTL, to_milliseconds
 
@@ -344,7 +345,8 @@ class RedisCaching(EngineAttributes, SQLMethods):
     def _invalidate(self, kind: Kind, target: str, strict: bool | None) -> int:
         record_invalidation(self, kind, target)
         try:
-            return self.engine.sync.run(self.engine.invalidation(kind, target))
+            with span("memo_redis.invalidate", pattern=target):
+                return self.engine.sync.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:
             self.engine.defer(kind, target)
             return self._fail_open(error, strict, 0)
@@ -352,7 +354,8 @@ class RedisCaching(EngineAttributes, SQLMethods):
     async def _ainvalidate(self, kind: Kind, target: str, strict: bool | None) -> int:
         record_invalidation(self, kind, target)
         try:
-            return await self.engine.aio.run(self.engine.invalidation(kind, target))
+            with span("memo_redis.invalidate", pattern=target):
+                return await self.engine.aio.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:
             self.engine.defer(kind, target)
             return self._fail_open(error, strict, 0)

@@ -79,3 +79,84 @@ def test_prometheus_scrape_sees_decorated_calls(cache: RedisCaching) -> None:
     assert calls["miss"] == 1
     assert calls["hit"] == 2
 
+
+
+def test_single_flight_waits_are_recorded(cache: RedisCaching) -> None:
+    """A caller that waits for another thread's computation records one wait and its time."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    @cached(cache=cache)
+    def wired_slow(x: int) -> int:
+        started.set()
+        assert release.wait(10)
+        return x
+
+    leader = threading.Thread(target=wired_slow, args=(1,))
+    leader.start()
+    assert started.wait(10)
+    follower = threading.Thread(target=wired_slow, args=(1,))
+    follower.start()
+    time.sleep(0.05)  # let the follower reach its wait; the wait time is what is measured
+    release.set()
+    leader.join(10)
+    follower.join(10)
+    m = _recorder("wired_slow")
+    assert m.flight_waits == 1
+    assert m.flight_wait_ns >= 40_000_000
+    assert m.misses == 2 and m.stores == 1
+
+
+def test_early_refreshes_lookups_and_invalidations_are_recorded(cache: RedisCaching,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """An XFetch refresh counts as an early refresh; hits fill the lookup histogram;
+    fn.invalidate and cache_clear count as invalidations of the function."""
+    import random
+
+    @cached(cache=cache, early_refresh=True, ttl=5)
+    def wired_hot(x: int) -> int:
+        time.sleep(0.02)  # XFetch weighs the compute time: 20 ms x -log(coin) > 5 s
+        return x
+
+    assert wired_hot(1) == 1
+    assert wired_hot(1) == 1  # a hit: timed
+    monkeypatch.setattr(random, "random", lambda: 1e-300)  # the coin says: refresh now
+    assert wired_hot(1) == 1
+    monkeypatch.undo()
+    m = _recorder("wired_hot")
+    assert m.early_refreshes == 1
+    assert sum(m.lookup_buckets) >= 2 and m.lookup_sum_ns > 0
+    assert wired_hot.invalidate(1) in (0, 1)
+    wired_hot.cache_clear()
+    assert m.invalidations == 2
+
+
+def test_spans_around_misses_and_invalidations(cache: RedisCaching) -> None:
+    """With spans on, a miss and an invalidation each produce one span; hits produce none."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    handle = metrics.instrument_opentelemetry(MeterProvider(), spans=True,
+                                              tracer_provider=tracer_provider)
+    try:
+        @cached(cache=cache, prefix="sql:spans")
+        def wired_spans(x: int) -> int:
+            return x
+
+        wired_spans(1)
+        wired_spans(1)
+        cache.invalidate("sql:spans:*")
+    finally:
+        handle.close()
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["memo_redis.miss", "memo_redis.invalidate"]
+    assert dict(spans[0].attributes or {})["function"].endswith("wired_spans")
+    assert dict(spans[1].attributes or {}) == {"pattern": "sql:spans:*"}

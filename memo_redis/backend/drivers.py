@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
 from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import NoScriptError
@@ -34,6 +35,7 @@ from ..protocol.steps import (
     Sleep,
     Step,
 )
+from ..tracing import span
 from ..transaction_state import bypasses
 from .gate import CLIENT_ERRORS, UNBROKEN_OPS, UNGATED_OPS, Gate
 
@@ -221,6 +223,7 @@ class SyncDriver:
                 events.l1_hit()
                 return value
             epoch = local.epoch()
+        started = perf_counter_ns()
         try:
             look = self.lookup(key, fingerprint)
         except CacheUnavailable as error:
@@ -230,13 +233,14 @@ class SyncDriver:
             if policy.beta and policy.due_early(look):
                 return self.run(readthrough.refresh_early(host, policy, key, fingerprint, look,
                                                           Body(fn, args, kwargs)))
-            events.hit()
+            events.hit(perf_counter_ns() - started)
             if local is not None:
                 policy.keep_local(local, key, look, epoch)
             return look.value
-        events.miss()
-        return self.run(readthrough.miss(host, policy, key, fingerprint, look,
-                                         Body(fn, args, kwargs)))
+        events.miss(perf_counter_ns() - started)
+        with span("memo_redis.miss", function=policy.name, key=key):
+            return self.run(readthrough.miss(host, policy, key, fingerprint, look,
+                                             Body(fn, args, kwargs)))
 
     def ping(self) -> bool:
         """Does Redis answer PING (every primary of a cluster)? Never raises; no breaker."""
@@ -381,6 +385,7 @@ class AsyncDriver:
                 events.l1_hit()
                 return value
             epoch = local.epoch()
+        started = perf_counter_ns()
         try:
             look = await self.lookup(key, fingerprint)
         except CacheUnavailable as error:
@@ -390,13 +395,14 @@ class AsyncDriver:
             if policy.beta and policy.due_early(look):
                 return await self.run(readthrough.refresh_early(
                     host, policy, key, fingerprint, look, Body(fn, args, kwargs)))
-            events.hit()
+            events.hit(perf_counter_ns() - started)
             if local is not None:
                 policy.keep_local(local, key, look, epoch)
             return look.value
-        events.miss()
-        return await self.run(readthrough.miss(host, policy, key, fingerprint, look,
-                                               Body(fn, args, kwargs)))
+        events.miss(perf_counter_ns() - started)
+        with span("memo_redis.miss", function=policy.name, key=key):
+            return await self.run(readthrough.miss(host, policy, key, fingerprint, look,
+                                                   Body(fn, args, kwargs)))
 
     async def ping(self) -> bool:
         """Async :meth:`SyncDriver.ping`."""

@@ -129,6 +129,7 @@ class CachedCall:
         """Invalidate one call's entry (an awaitable for async functions)."""
         cache = self.resolve()
         key = self.key(cache.engine, instance, args, kwargs)[0]
+        self.stats.recorder.invalidate(key)
         return cache.ainvalidate_key(key) if self.is_async else cache.invalidate_key(key)
 
     def many(self, wrapped: Callable[..., Any], prepared: list[Call]) -> Any:
@@ -151,6 +152,7 @@ class CachedCall:
         cache = self.resolve()
         pattern = self.plan.clear_pattern(cache.engine.namespace)
         self.stats.clear()
+        self.stats.recorder.invalidate(pattern)
         return cache.ainvalidate(pattern) if self.is_async else cache.invalidate(pattern)
 
 
@@ -290,7 +292,8 @@ def cached(
         policy = ReadPolicy(
             ttl=ttl, category=category, should_store=should_store, single_flight=single_flight,
             early_refresh=beta, jitter=jitter, strict=strict, events=stats, local=local,
-            tracking_prefix=lambda engine: plan.tracking_prefix(engine.namespace))
+            tracking_prefix=lambda engine: plan.tracking_prefix(engine.namespace),
+            name=plan.owner)
         core = CachedCall(plan, policy, stats, cache=cache,
                           is_async=inspect.iscoroutinefunction(raw))
         wrapper = CachedWrapper(target, core.acall if core.is_async else core.call)

@@ -35,11 +35,11 @@ class Stats:
         self._lock = threading.Lock()
         self.recorder = metrics.register(function, category)
 
-    def hit(self) -> None:
-        """A hit read from Redis."""
+    def hit(self, lookup_ns: int = -1) -> None:
+        """A hit read from Redis (its lookup took ``lookup_ns``; -1: not timed)."""
         with self._lock:
             self.hits += 1
-        self.recorder.hit()
+        self.recorder.hit(lookup_ns)
 
     def l1_hit(self) -> None:
         """A hit served by the in-process L1."""
@@ -48,11 +48,11 @@ class Stats:
             self.l1_hits += 1
         self.recorder.l1_hit()
 
-    def miss(self) -> None:
-        """A miss."""
+    def miss(self, lookup_ns: int = -1) -> None:
+        """A miss (its lookup took ``lookup_ns``; -1: not timed)."""
         with self._lock:
             self.misses += 1
-        self.recorder.miss()
+        self.recorder.miss(lookup_ns)
 
     def error(self) -> None:
         """A Redis failure (the call ran uncached)."""
@@ -73,6 +73,16 @@ class Stats:
     def computed(self, nanoseconds: int) -> None:
         """A computation that took ``nanoseconds``."""
         self.recorder.computed(nanoseconds)
+
+    def wait(self, nanoseconds: int) -> None:
+        """A wait for another caller's computation (single flight)."""
+        self.recorder.wait(nanoseconds)
+
+    def early_refresh(self) -> None:
+        """A hit recomputed before its expiry (XFetch); counted as a miss in cache_info()."""
+        with self._lock:
+            self.misses += 1
+        self.recorder.early_refresh()
 
     def info(self) -> CacheInfo:
         """The counters now."""

@@ -34,25 +34,27 @@ MAX_MOVES: Final = 3
 class ReadEvents(Protocol):
     """What a read-through reports (``cache_info()`` and :mod:`memo_redis.metrics` listen)."""
 
-    def hit(self) -> None: ...
+    def hit(self, lookup_ns: int = -1) -> None: ...
     def l1_hit(self) -> None: ...
-    def miss(self) -> None: ...
+    def miss(self, lookup_ns: int = -1) -> None: ...
     def error(self) -> None: ...
     def store(self) -> None: ...
     def refused_store(self) -> None: ...
     def computed(self, nanoseconds: int) -> None: ...
+    def wait(self, nanoseconds: int) -> None: ...
+    def early_refresh(self) -> None: ...
 
 
 class NoEvents:
     """Reports nowhere."""
 
-    def hit(self) -> None:
-        """A hit."""
+    def hit(self, lookup_ns: int = -1) -> None:
+        """A hit (its lookup took ``lookup_ns``, -1: not timed)."""
 
     def l1_hit(self) -> None:
         """A hit served by the in-process L1."""
 
-    def miss(self) -> None:
+    def miss(self, lookup_ns: int = -1) -> None:
         """A miss."""
 
     def error(self) -> None:
@@ -66,6 +68,12 @@ class NoEvents:
 
     def computed(self, nanoseconds: int) -> None:
         """A computation that took ``nanoseconds``."""
+
+    def wait(self, nanoseconds: int) -> None:
+        """A wait of ``nanoseconds`` for another caller's computation (single flight)."""
+
+    def early_refresh(self) -> None:
+        """A hit recomputed before its expiry (XFetch)."""
 
 
 class EngineSettings(Entries, Protocol):
@@ -86,7 +94,10 @@ class ReadPolicy:
                  should_store: Callable[[Any], bool] | None = None, single_flight: bool = True,
                  early_refresh: float = 0.0, jitter: float = 0.0, strict: bool | None = None,
                  events: ReadEvents | None = None, local: bool = False,
-                 tracking_prefix: Callable[[Any], str] | None = None) -> None:
+                 tracking_prefix: Callable[[Any], str] | None = None,
+                 name: str | None = None) -> None:
+        self.name = name
+        """The function this policy reads for (spans name it)."""
         self.ttl = ttl
         self.category = category
         self.should_store = should_store
@@ -186,10 +197,13 @@ def fill(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes |
                            compute(ctx, policy, key, fingerprint, got, body, token)))
     if not is_armed(got):
         return (yield from broken(ctx, policy, key, body))
-    return (yield Join(policy.flights, (key, *flight_id(got)),
-                       max(0.0, deadline - time.monotonic()),
-                       wait_turn(ctx, policy, key, fingerprint, got, body, token, deadline,
-                                 claim.held)))
+    waiting = time.perf_counter_ns()
+    result = yield Join(policy.flights, (key, *flight_id(got)),
+                        max(0.0, deadline - time.monotonic()),
+                        wait_turn(ctx, policy, key, fingerprint, got, body, token, deadline,
+                                  claim.held))
+    policy.events.wait(time.perf_counter_ns() - waiting)
+    return result
 
 
 def wait_turn(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None,
@@ -308,5 +322,5 @@ def refresh_early(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint
     if claim is None or not claim.taken:
         policy.events.hit()
         return look.value
-    policy.events.miss()
+    policy.events.early_refresh()
     return (yield from compute(ctx, policy, key, fingerprint, claim.look, body, token))
