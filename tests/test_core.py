@@ -3,6 +3,7 @@ invalidation, batching, health, errors and the race-free store."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -751,6 +752,53 @@ def test_close_is_idempotent(server: EmbeddedServer, raw: redis.Redis) -> None:
     cache.close()
     assert cache.get("k") == 1
     cache.close()
+
+
+def test_async_client_is_created_once_per_loop_and_shares_its_pool(server: EmbeddedServer,
+                                                                   raw: redis.Redis) -> None:
+    """On one event loop the async API uses one asyncio client whose pool every call reuses."""
+
+    async def scenario() -> tuple[bool, int]:
+        async with RedisCaching(server.args()) as cache:
+            first = cache.engine.async_client
+            await cache.aset("k", 1)
+            await cache.aget("k")
+            pool = first.connection_pool
+            connections = len(pool._available_connections) + len(pool._in_use_connections)
+            return cache.engine.async_client is first, connections
+
+    same, connections = asyncio.run(scenario())
+    assert same
+    assert connections == 1
+
+
+def test_async_context_manager_closes_the_pool(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """Leaving `async with RedisCaching(...)` disconnects the cache's connections."""
+    baseline = _client_count(raw)
+
+    async def scenario() -> int:
+        async with RedisCaching(server.args()) as cache:
+            assert await cache.aset("k", 1) is True
+            return _client_count(raw)
+
+    assert asyncio.run(scenario()) == baseline + 1
+    assert wait_until(lambda: _client_count(raw) == baseline)
+
+
+def test_aclose_is_idempotent(server: EmbeddedServer, raw: redis.Redis) -> None:
+    """aclose() can be awaited twice; the cache reconnects if used again."""
+
+    async def scenario() -> Any:
+        cache = RedisCaching(server.args())
+        await cache.aset("k", 1)
+        await cache.aclose()
+        await cache.aclose()
+        try:
+            return await cache.aget("k")
+        finally:
+            await cache.aclose()
+
+    assert asyncio.run(scenario()) == 1
 
 
 # --- keys ------------------------------------------------------------------------------------
