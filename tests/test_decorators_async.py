@@ -164,6 +164,27 @@ def test_disabled_is_task_local(cache: RedisCaching, raw: redis.Redis) -> None:
     assert raw.exists(f.cache_key(2)) == 1
 
 
+def test_cache_info_counts_are_exact_under_tasks(cache: RedisCaching) -> None:
+    """Counters lose no update when many tasks of one loop call at once."""
+
+    @cached(cache=cache)
+    async def f(x: int) -> int:
+        return x
+
+    async def scenario() -> None:
+        await f(0)
+
+        async def worker() -> None:
+            for _ in range(50):
+                await f(0)
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+    run(cache, scenario())
+    info = f.cache_info()
+    assert (info.hits, info.misses) == (400, 1)
+
+
 def test_concurrent_tasks_share_one_computation(cache: RedisCaching) -> None:
     """Concurrent misses of one key in one loop run the body once (single flight)."""
     calls: list[int] = []
