@@ -368,10 +368,12 @@ class RedisCaching(EngineAttributes, SQLMethods):
         * ``prefix:*`` (and ``*``): the generation of ``prefix`` (``sql:users`` for
           ``sql:users:*``) is replaced first, so entries cached or computed before this call can
           neither be served nor stored afterwards (race-free). Then the matching keys are
-          unlinked: with SCAN + UNLINK in batches of ``scan_count`` (O(keyspace)), or, when the
-          keyspace holds more than ``scan_threshold`` keys and the prefix has 2 or more segments,
-          through the prefix's index set (O(matches); it holds the entries memo_redis wrote, so
-          keys written by other clients are then left to expire).
+          unlinked: with SCAN + UNLINK in batches of ``scan_count`` (O(keyspace)), or through
+          the table's index set (it holds the entries memo_redis wrote, so keys written by
+          other clients are then left to expire): for a table (``sql:users:*``) when the
+          keyspace holds more than ``scan_threshold`` keys (O(matches)), and always for a
+          prefix deeper than a table (``sql:users:7:*``, one row: O(the table's entries), with
+          the filtering done by the server).
         * any other glob (``sql:us*``, ``*:users:*``): SCAN + UNLINK of the matching keys
           (O(keyspace)), after deleting the fence of every matching computation in flight (each
           arms one before it runs), so none can store a value read before this call.

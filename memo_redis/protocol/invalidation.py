@@ -56,10 +56,15 @@ class Invalidator:
                                   for key in keys))
 
     def unlink_prefix(self, pattern: str, prefix: str, op: str) -> Flow[int]:
+        """Unlink the entries under ``prefix`` after its generation was replaced: from the
+        prefix's index set when the keyspace is large, or always for a prefix deeper than a
+        table (``sql:users:7``: one row of a table), whose entries are a small part of their
+        table's index; else by SCAN, which also finds keys other clients wrote."""
         index = self.layout.index_key_for_prefix(prefix)
         if index:
-            size = int((yield self.topology.dbsize(op)))
-            if size > self.scan_threshold and (yield Command(op, ("EXISTS", index))):
+            deep = prefix.count(":") >= 2
+            if (deep or int((yield self.topology.dbsize(op))) > self.scan_threshold) and (
+                    yield Command(op, ("EXISTS", index))):
                 return (yield from self.unlink_indexed(index, pattern, prefix, op))
         return (yield from self.unlink_scanned(pattern, op))
 
@@ -94,8 +99,10 @@ class Invalidator:
             return int((yield RunScript(op, steps.DRAIN_INDEX, [index], [])))
         deleted = 0
         cursor = 0
+        # On a single server the members are the logical keys: SSCAN filters them itself.
+        match = () if self.layout.tagged else ("MATCH", pattern)
         while True:
-            cursor, members = yield Command(op, ("SSCAN", index, cursor, "COUNT",
+            cursor, members = yield Command(op, ("SSCAN", index, cursor, *match, "COUNT",
                                                  self.scan_count))
             cursor = int(cursor)
             chosen = [m for m in members if matches(pattern, self.layout.logical(m))]
