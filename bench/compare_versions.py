@@ -177,12 +177,15 @@ def _worker(opts: argparse.Namespace) -> int:
             reply(result)
         elif command == "profile":
             n = int(message["calls"])
-            hit = replay.hit if message["what"] == "no I/O" else memo.hit
+            what = message["what"]
+            batch = [next(pages) for _ in range(n)]
+            call = {"no I/O": lambda _: replay.hit(), "hit": lambda _: memo.hit(),
+                    "miss": memo.miss}[what]
             profiler = cProfile.Profile()
             start = time.perf_counter_ns()
             profiler.enable()
-            for _ in range(n):
-                hit()
+            for page in batch:
+                call(page)
             profiler.disable()
             profiled_us = (time.perf_counter_ns() - start) / n / 1000.0
             texts = {}
@@ -191,7 +194,15 @@ def _worker(opts: argparse.Namespace) -> int:
                 stats = pstats.Stats(profiler, stream=text)
                 stats.sort_stats(sort_key).print_stats(int(message["top"]))
                 texts[sort_key] = _clean_profile(text.getvalue(), [tree, _REPO_ROOT])
-            reply({"calls": n, "profiled_us_per_call": profiled_us, **texts})
+            per_call = {
+                _clean_profile(f"{func[0]}:{func[1]}({func[2]})" if func[0] != "~" else func[2],
+                               [tree, _REPO_ROOT]):
+                    [round(row[1] / n, 3), round(row[2] / n * 1e6, 3)]
+                for func, row in stats.stats.items()  # type: ignore[attr-defined]
+            }
+            reply({"calls": n, "profiled_us_per_call": profiled_us,
+                   "function_calls_per_call": stats.total_calls / n,  # type: ignore[attr-defined]
+                   "per_call_ncalls_tottime_us": per_call, **texts})
         else:
             raise SystemExit(f"worker {opts.label}: unknown command {command!r}")
     ping.close()
@@ -474,8 +485,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run, not a result")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile sync hits (real, and with the reply replayed: no "
-                             "I/O) in each version (same-core placement)")
-    parser.add_argument("--profile-calls", type=int, default=5000)
+                             "I/O) and sync misses in each version (same-core placement)")
+    parser.add_argument("--profile-calls", type=int, default=5000,
+                        help="hits profiled (misses: a fifth of it)")
+    parser.add_argument("--profile-top", type=int, default=30,
+                        help="functions listed per profile")
     parser.add_argument("--server-binary", default=None,
                         help="redis-server / valkey-server to run (default: found by memo_redis)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
@@ -550,9 +564,11 @@ def main(argv: list[str] | None = None) -> int:
          "same kind in the same worker round (unix socket) ==")
     _say(_table(summary, rounds))
     for label, prof in profiles.items():
-        _say(f"\n== cProfile, {prof['calls']} sync hits, {label} "
-             f"({prof['profiled_us_per_call']:.1f} us per call under the profiler) ==")
-        _say(prof["tottime"])
+        _say(f"\n== cProfile of {prof['calls']} sync calls, {label}: "
+             f"{prof['function_calls_per_call']:.1f} function calls and "
+             f"{prof['profiled_us_per_call']:.1f} us per call under the profiler ==")
+        if not label.startswith("hit"):  # the real hit's profile is in the JSON
+            _say(prof["tottime"])
     load = result.get("foreign_cpu_load", 0.0)
     if load > 0.25:
         _say(f"\nWARNING: other processes kept {load} CPUs busy during the run: the figures are "
@@ -587,10 +603,11 @@ def _measure(workers: dict[str, Worker], server_pid: int, rounds: int, block_ms:
         result.setdefault("ping_us", {})[p.describe()] = {
             label: _median([x["ping_us"] for x in rs]) for label, rs in per_round.items()}
         if opts.profile and not profiles:
-            for label, w in workers.items():
-                for what in ("no I/O", "hit"):
-                    profiles[f"{label}, {what}"] = w.ask(
-                        cmd="profile", what=what, calls=opts.profile_calls, top=30)
+            for what in ("no I/O", "hit", "miss"):
+                for label, w in workers.items():
+                    calls = opts.profile_calls // (5 if what == "miss" else 1)
+                    profiles[f"{what}, {label}"] = w.ask(
+                        cmd="profile", what=what, calls=max(1, calls), top=opts.profile_top)
         _say(f"  {p.describe()}: {time.perf_counter() - t0:.1f} s")
     # The meter counts the workers (still running, so not yet in this process's children times)
     # as other processes: take their CPU time out.
