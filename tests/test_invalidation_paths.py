@@ -4,10 +4,10 @@ keyspace size: no SCAN of the keyspace, and exactly the row's entries are remove
 from __future__ import annotations
 
 import redis
+from support import command_calls, reset_stats
 
 from memo_redis import RedisCaching, cached, invalidates
 from memo_redis.embedded import EmbeddedServer
-from support import command_calls, reset_stats
 
 
 def test_row_invalidation_reads_the_index_not_the_keyspace(server: EmbeddedServer,
