@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                 placement.apply(placement.unpinned(), server.pid)
     result["summary"] = summary
     if profiles:
-        result["profile_sync_hit"] = profiles
+        result["profile"] = profiles
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     _say("\n== memo_redis before vs after: median us per call, ratio to the raw client of the "
          "same kind in the same worker round (unix socket) ==")
