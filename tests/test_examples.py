@@ -145,13 +145,8 @@ DATABASES = [
 ]
 
 
-@pytest.mark.db
-@pytest.mark.parametrize(("name", "engine", "variable", "default", "probe"), DATABASES)
-def test_database_example(
-    name: str, engine: str, variable: str, default: str, probe: Callable[[str], None],
-    server: EmbeddedServer,
-) -> None:
-    """The PostgreSQL / MariaDB example shows the flow on that server and drops its tables."""
+def _require(engine: str, variable: str, default: str, probe: Callable[[str], None]) -> str:
+    """The DSN of ``engine``'s server; skips (fails in CI) when it is unreachable."""
     dsn = os.environ.get(variable) or default
     try:
         probe(dsn)
@@ -160,9 +155,47 @@ def test_database_example(
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} -- the database examples must run in CI")
         pytest.skip(reason)
+    return dsn
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(("name", "engine", "variable", "default", "probe"), DATABASES)
+def test_database_example(
+    name: str, engine: str, variable: str, default: str, probe: Callable[[str], None],
+    server: EmbeddedServer,
+) -> None:
+    """The PostgreSQL / MariaDB example shows the flow on that server and drops its tables."""
+    _require(engine, variable, default, probe)
     output = run(name, on_server(server)).stdout
     assert_flow(output)
     assert f"database:     {engine}" in output and "50,000 memo_feeding_events_" in output
     [latency] = labelled(output, "latency")
     assert "database median" in latency
     assert labelled(output, "cleanup")
+
+
+@pytest.mark.db
+def test_sqlalchemy_example(server: EmbeddedServer) -> None:
+    """The SQLAlchemy example: an ORM session's flush invalidates with no memo_redis call in
+    it, the window's fill is undone by the commit, a rollback leaks nothing, cached_select
+    misses after a write to a joined table; its tables are dropped."""
+    import psycopg
+
+    dsn = _require("PostgreSQL", "MEMO_REDIS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test",
+                   _postgres_probe)
+    output = run("sql_sqlalchemy_postgres.py", on_server(server)).stdout
+    assert_flow(output)
+    assert "database:     PostgreSQL" in output and "50,000 memo_feeding_events_" in output
+    window, after = labelled(output, "transaction")
+    assert "cached it" in window and "its own write" in window, output
+    assert after.endswith("fresh"), output
+    [rollback] = labelled(output, "rollback")
+    assert rollback.endswith("(unchanged)"), output
+    first, renamed = labelled(output, "select")
+    assert "cache median" in first and renamed.endswith("(fresh)"), output
+    [cleanup] = labelled(output, "cleanup")
+    tables = cleanup.split("dropped ", 1)[1].split(", ")
+    with psycopg.connect(dsn, connect_timeout=3) as conn:
+        left = conn.execute("SELECT table_name FROM information_schema.tables"
+                            " WHERE table_name = ANY(%s)", (tables,)).fetchall()
+    assert len(tables) == 4 and left == [], output
