@@ -70,6 +70,7 @@ SCOPE_KEY = "memo_redis.scope"
 """The key of a session's open scope in ``Session.info`` and of a connection's in
 ``Connection.info`` (the pooled DBAPI connection's info)."""
 
+
 @dataclass
 class Options:
     """What one ``install()`` asked for (updated in place by a second call)."""
@@ -150,6 +151,8 @@ def flushed_tables(session: Session) -> set[str]:
         mapper = state.mapper
         clauses.extend(mapper.tables)
         for relationship in mapper.relationships:
+            if relationship.viewonly:
+                continue
             changed = state.attrs[relationship.key].history.has_changes()
             if not changed and id(instance) not in deleted:
                 continue

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, registry, relationship, sessionmaker
+from sqlalchemy.orm import Session, registry, relationship, scoped_session, sessionmaker
 
 import memo_redis
 from memo_redis import RedisCaching, cached
@@ -483,6 +483,37 @@ def test_cached_select_is_guarded_by_a_joined_table(db: Database, cache: RedisCa
         assert len(executed) == 4  # the insert and the miss
     finally:
         orders.drop(db.engine)
+
+
+@pytest.mark.parametrize("kind", ["scoped_session", "Session subclass"])
+def test_install_takes_scoped_sessions_and_session_classes(kind: str, tmp_path: Path,
+                                                           cache: RedisCaching) -> None:
+    """install() also takes a scoped_session (its factory) and a Session subclass."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'kinds.db'}")
+    table = Table("things", MetaData(), Column("id", Integer, primary_key=True))
+    table.create(engine)
+    thing = _mapped(table)
+    sessions: Any
+    if kind == "scoped_session":
+        sessions = scoped_session(sessionmaker(engine))
+        memo_sa.install(sessions, cache=cache)
+    else:
+        class AppSession(Session):
+            pass
+
+        memo_sa.install(AppSession, cache=cache)
+        sessions = sessionmaker(engine, class_=AppSession)
+    with sessions() as session, session.begin():
+        session.add(thing(id=1))
+        session.flush()
+        scope = current_scope()
+        assert scope is not None
+        assert [(c, target) for c, _, target in scope.invalidations] == [
+            (cache, table_pattern_of("things"))]
+    assert current_scope() is None
+    if kind == "scoped_session":
+        sessions.remove()
+    engine.dispose()
 
 
 def test_wrong_types_are_type_errors(tmp_path: Path) -> None:
