@@ -198,6 +198,11 @@ class Engine:
         return built
 
     @property
+    def owns_client(self) -> bool:
+        """Did this engine build its clients (rather than use a client passed in)?"""
+        return self._owns_client
+
+    @property
     def async_client(self) -> redis.asyncio.Redis:
         """The ``redis.asyncio`` client of the running event loop (one per loop)."""
         loop = asyncio.get_running_loop()

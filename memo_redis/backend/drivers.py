@@ -37,6 +37,7 @@ from ..protocol.steps import (
 )
 from ..tracing import span
 from ..transaction_state import bypasses
+from . import fastpath
 from .gate import CLIENT_ERRORS, UNBROKEN_OPS, UNGATED_OPS, Gate
 
 T = TypeVar("T")
@@ -47,6 +48,9 @@ class Host(EngineSettings, Protocol):
 
     gate: Gate
     invalidator: Invalidator
+
+    @property
+    def owns_client(self) -> bool: ...
 
     @property
     def client(self) -> Any: ...
@@ -86,6 +90,14 @@ class SyncDriver:
         self.gate = host.gate
         self.loaded: set[str] = set()
         """SHAs of the scripts this driver loaded in a pipeline."""
+        self._client: Any = None
+        self._pool: Any = None
+
+    def _direct(self, client: Any) -> Any:
+        """The pool lookups of ``client`` are written to directly (None: execute_command)."""
+        pool = fastpath.direct_pool(client) if self.host.owns_client else None
+        self._client, self._pool = client, pool
+        return pool
 
     # -- flows ---------------------------------------------------------------------------------
 
@@ -150,6 +162,10 @@ class SyncDriver:
         if isinstance(step, Command):
             if step.target is not None:  # merged by redis-py, which must see decodable replies
                 return client.execute_command(*step.args, target_nodes=step.target)
+            if step.args[0] == "MGET" and not self.host.topology.spans_nodes:
+                pool = self._pool if self._client is client else self._direct(client)
+                if pool is not None:
+                    return fastpath.send(pool, fastpath.packed(step.args))
             return client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
             try:
@@ -316,6 +332,10 @@ class AsyncDriver:
         if isinstance(step, Command):
             if step.target is not None:
                 return await client.execute_command(*step.args, target_nodes=step.target)
+            if step.args[0] == "MGET" and not self.host.topology.spans_nodes:
+                pool = fastpath.direct_pool(client) if self.host.owns_client else None
+                if pool is not None:
+                    return await fastpath.asend(pool, fastpath.packed(step.args))
             return await client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
             try:
