@@ -24,6 +24,10 @@ from ..keys import (
 from ..layout import INTERNAL_PREFIX
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+# Argument types whose equal values always give equal keys (floats are left out: 0.0 == -0.0
+# but their keys differ), so a call's key can be memoized by its arguments.
+_MEMO_TYPES = frozenset({str, int, bool, bytes, type(None)})
+_MEMO_SIZE = 4096
 
 
 def owner_name(raw: Callable[..., Any]) -> str:
@@ -89,6 +93,9 @@ class KeyPlan:
             KeyTemplate(prefix, self.plain.parameters, owner=self.owner) if prefix else None
         )
         self._scopes: dict[str, str] = {}
+        self._memo: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        """Keys of recent positional calls with plain arguments (a hit's key costs one dict
+        lookup instead of binding, encoding and hashing)."""
 
     def scope(self, namespace: str, bound: dict[str, Any] | None) -> str:
         """``{prefix}:{category}``, e.g. ``sql:users:data`` or ``memo:app.fetch:data``."""
@@ -154,6 +161,21 @@ class KeyPlan:
     def derive(self, namespace: str, digest_length: int, instance: Any, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> tuple[str, bytes]:
         """The Redis key and the argument fingerprint of one call."""
+        if instance is None and not kwargs and self.key_fn is None:
+            types = tuple(map(type, args))
+            if _MEMO_TYPES.issuperset(types):
+                memo_key = (namespace, digest_length, args, types)
+                derived = self._memo.get(memo_key)
+                if derived is None:
+                    derived = self._derive(namespace, digest_length, None, args, kwargs)
+                    if len(self._memo) >= _MEMO_SIZE:
+                        self._memo.clear()
+                    self._memo[memo_key] = derived
+                return derived
+        return self._derive(namespace, digest_length, instance, args, kwargs)
+
+    def _derive(self, namespace: str, digest_length: int, instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[str, bytes]:
         instance, args = self.split_instance(instance, args)
         if instance is None or self.method is None:
             binder = self.plain
