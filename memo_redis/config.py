@@ -17,7 +17,9 @@ from redis.connection import parse_url as _untyped_parse_url
 from memo_redis.exceptions import ConfigError
 
 __all__ = [
+    "CERT_REQS",
     "ENVIRONMENT_VARIABLES",
+    "CertReqs",
     "RedisArgs",
     "disabled_by_environment",
     "parse_bool",
@@ -37,6 +39,13 @@ _EXCLUSIVE_TARGETS = (
     ("socket_path", "host"),
     ("socket_path", "port"),
 )
+
+CertReqs = Literal["required", "optional", "none"]
+"""How the server's certificate is checked (``ssl_cert_reqs``): ``required`` (the default),
+``optional`` (the same for a client, in Python's ``ssl``) or ``none`` (no check at all)."""
+CERT_REQS: tuple[CertReqs, ...] = ("required", "optional", "none")
+_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_TLS_SETTINGS = (*_TLS_FILES, "ssl_cert_reqs")
 
 # field -> (type, requirement shown in errors, range check)
 _NUMBERS: dict[str, tuple[type[int] | type[float], str, Callable[[float], bool]]] = {
@@ -96,6 +105,11 @@ class RedisArgs:
     targets at once (``url`` with ``socket_path``, ``socket_path`` with ``host``) is
     an error instead.
 
+    TLS (:attr:`tls`) is on with a ``rediss://`` URL, ``ssl=True`` or any ``ssl_*``
+    field (a ``rediss://`` URL's query may set them too; fields win), for every
+    connection: server, cluster nodes, sentinels and primary. ``ssl_*`` beside a
+    ``redis://`` URL, a unix socket or ``ssl=False`` is an error.
+
     Invalid values raise :class:`~memo_redis.exceptions.ConfigError` naming the
     variable (from :meth:`from_env`) or the field (otherwise) and the bad value;
     passwords never appear in errors, ``repr()`` or :meth:`describe`.
@@ -120,6 +134,11 @@ class RedisArgs:
     cluster_nodes: tuple[tuple[str, int], ...] = ()
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_service: str | None = None
+    ssl: bool | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: CertReqs | None = None
 
     def __post_init__(self) -> None:
         _validate({f.name: getattr(self, f.name) for f in fields(self)}, str)
@@ -129,7 +148,8 @@ class RedisArgs:
         """Read the ``REDIS_*`` variables from ``environ`` (default ``os.environ``).
 
         Empty values count as unset. Booleans accept true/false, 1/0, yes/no, on/off;
-        ``REDIS_CLUSTER_NODES`` and ``REDIS_SENTINELS`` take ``host:port,host:port``.
+        ``REDIS_CLUSTER_NODES`` and ``REDIS_SENTINELS`` take ``host:port,host:port``;
+        ``REDIS_SSL_CERT_REQS`` takes required/optional/none in any case.
         """
         env = os.environ if environ is None else environ
         raw = {f.name: env.get(_env_name(f.name)) or None for f in fields(cls)}
@@ -161,6 +181,14 @@ class RedisArgs:
             return "cluster"
         return "sentinel" if self.sentinels else "standalone"
 
+    @property
+    def tls(self) -> bool:
+        """Whether connections use TLS (``rediss://``, ``ssl=True`` or any ``ssl_*`` field)."""
+        if self.ssl is not None:
+            return self.ssl
+        settings = [getattr(self, name) for name in _TLS_SETTINGS]
+        return (self.url or "").startswith("rediss://") or any(v is not None for v in settings)
+
     def to_redis_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis(**kwargs)``, holding only what is set.
 
@@ -177,8 +205,8 @@ class RedisArgs:
             if "path" in options:
                 kwargs["unix_socket_path"] = options.pop("path")
             kwargs.update(options)
-            if self.url.startswith("rediss://"):
-                kwargs["ssl"] = True
+        if self.tls:
+            kwargs["ssl"] = True
         explicit = {
             "unix_socket_path": self.socket_path,
             "host": self.host,
@@ -189,30 +217,38 @@ class RedisArgs:
             "max_connections": self.max_connections,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
+            **{name: getattr(self, name) for name in _TLS_SETTINGS},
         }
         kwargs.update({key: value for key, value in explicit.items() if value is not None})
         kwargs["decode_responses"] = self.decode_responses
         return kwargs
 
     def describe(self) -> str:
-        """A short description safe to log (never the password).
+        """A short description safe to log (never the password, never a file's contents).
+
+        TLS shows as ``rediss://`` or ``tls``, then ``client-cert`` and ``verify=none``.
 
         >>> RedisArgs(socket_path="/var/run/redis/redis.sock").describe()
         'unix:///var/run/redis/redis.sock db=0'
         """
+        kw = self.to_redis_kwargs()
+        reqs = kw.get("ssl_cert_reqs")
+        extras = " client-cert" if kw.get("ssl_certfile") else ""
+        extras += f" verify={reqs}" if reqs in ("optional", "none") else ""
+        tls = f" tls{extras}" if self.tls else ""
         if self.mode == "sentinel":
             via = _join(self.sentinels)
-            return f"sentinel {self.sentinel_service} via {via} db={self.db or 0}"
+            return f"sentinel {self.sentinel_service} via {via} db={self.db or 0}{tls}"
         if self.cluster_nodes:
-            return f"cluster {_join(self.cluster_nodes)}"
-        kw = self.to_redis_kwargs()
+            return f"cluster {_join(self.cluster_nodes)}{tls}"
         db = kw.get("db", 0)
         if "unix_socket_path" in kw:
             target = f"unix://{kw['unix_socket_path']} db={db}"
         else:
             scheme = "rediss" if kw.get("ssl") else "redis"
             user = f"{kw['username']}@" if "username" in kw else ""
-            target = f"{scheme}://{user}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
+            host = f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+            target = f"{scheme}://{user}{host}/{db}{extras}"
         return f"cluster {target}" if self.cluster else target
 
     def __repr__(self) -> str:
@@ -234,8 +270,12 @@ def _env_name(field_name: str) -> str:
 
 def _parse_env(field_name: str, raw: str) -> Any:
     name = _env_name(field_name)
-    if field_name in ("decode_responses", "cluster"):
+    if field_name in ("decode_responses", "cluster", "ssl"):
         return parse_bool(name, raw)
+    if field_name == "ssl_cert_reqs":
+        if raw.strip().lower() not in CERT_REQS:
+            raise ConfigError(f"{name} must be one of required, optional, none, got {raw!r}")
+        return raw.strip().lower()
     if field_name in ("cluster_nodes", "sentinels"):
         return parse_host_ports(name, raw)
     if field_name in _NUMBERS:
@@ -276,8 +316,8 @@ def _mask_url(url: str) -> str:
     return masked
 
 
-def _check_url(name: str, url: str) -> int | None:
-    """Validate ``url`` as redis-py will parse it; return the database it names, if any."""
+def _check_url(name: str, url: str) -> dict[str, Any]:
+    """Validate ``url`` as redis-py will parse it; return redis-py's options."""
     shown = _mask_url(url)
     if not url.startswith(_SCHEMES):
         raise ConfigError(f"{name} must start with redis://, rediss:// or unix://, got {shown!r}")
@@ -293,7 +333,53 @@ def _check_url(name: str, url: str) -> int | None:
     db: int | None = options.get("db")
     if db is not None and not _number_ok("db", db):
         raise ConfigError(f"{name} must name a database >= 0, got {shown!r}")
-    return db
+    return options
+
+
+def _check_file(name: str, path: object) -> None:
+    if not isinstance(path, str) or not path.strip() or "\n" in path or "-----BEGIN" in path:
+        shown = "PEM text" if "-----BEGIN" in str(path) else repr(path)  # never echo a key
+        raise ConfigError(f"{name} must be the path of a PEM file, got {shown}")
+    problem = ("names no existing file" if not os.path.exists(path) else
+               "names a directory, not a file" if not os.path.isfile(path) else
+               "names a file this process cannot read" if not os.access(path, os.R_OK) else "")
+    if problem:
+        raise ConfigError(f"{name} {problem}: {path!r}")
+
+
+def _check_tls(
+    values: Mapping[str, Any], label: Callable[[str], str], url_options: Mapping[str, Any]
+) -> None:
+    """Files that exist, a known verification mode, TLS only where it can run."""
+    from_url = {name: url_options[name] for name in _TLS_SETTINGS if name in url_options}
+    given = {name: values[name] for name in _TLS_SETTINGS if values[name] is not None}
+
+    def in_url(name: str) -> str:
+        return f"{label('url')} option {name}"
+
+    source = {**{name: in_url(name) for name in from_url}, **{name: label(name) for name in given}}
+    for settings, where in ((from_url, in_url), (given, label)):
+        for name, value in settings.items():
+            if name != "ssl_cert_reqs":
+                _check_file(where(name), value)
+            elif value not in CERT_REQS:
+                raise ConfigError(
+                    f"{where(name)} must be one of required, optional, none, got {value!r}")
+    if "ssl_keyfile" in source and "ssl_certfile" not in source:
+        raise ConfigError(f"{source['ssl_keyfile']} requires {label('ssl_certfile')}: "
+                          "a private key is only used with its client certificate")
+    url, ssl = values["url"] or "", values["ssl"]
+    turned_on = list(source.values()) + ([label("ssl")] if ssl else [])
+    if ssl is False and (source or url.startswith("rediss://")):
+        cause = ", ".join(source.values()) or f"the rediss:// {label('url')}"
+        raise ConfigError(f"{label('ssl')} is false but {cause} turns TLS on")
+    if turned_on and url.startswith("redis://"):
+        raise ConfigError(f"{turned_on[0]} turns TLS on but {label('url')} is a plain "
+                          "redis:// URL: use rediss://")
+    if turned_on and (values["socket_path"] is not None or url.startswith("unix://")):
+        socket = label("socket_path") if values["socket_path"] is not None else label("url")
+        raise ConfigError(f"{turned_on[0]} cannot be combined with the unix socket of "
+                          f"{socket}: TLS needs a TCP connection")
 
 
 def _validate(values: Mapping[str, Any], label: Callable[[str], str]) -> None:
@@ -314,12 +400,15 @@ def _validate(values: Mapping[str, Any], label: Callable[[str], str]) -> None:
             raise ConfigError(f"{label(name)} must hold (host, port) pairs, got {pairs!r}")
 
     url, socket_path = values["url"], values["socket_path"]
-    url_db = None if url is None else _check_url(label("url"), url)
+    url_options = {} if url is None else _check_url(label("url"), url)
+    url_db = url_options.get("db")
     for first, second in _EXCLUSIVE_TARGETS:
         if values[first] is not None and values[second] is not None:
             raise ConfigError(
                 f"{label(first)} and {label(second)} both name the server; set only one"
             )
+
+    _check_tls(values, label, url_options)
 
     cluster, sentinels = values["cluster"], values["sentinels"]
     if cluster and sentinels:

@@ -41,6 +41,20 @@ def _without(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in names}
 
 
+def _tls_only(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``ssl`` and the ``ssl_*`` settings of ``kwargs`` (empty without TLS)."""
+    if not kwargs.get("ssl"):
+        return {}
+    return {k: v for k, v in kwargs.items() if k == "ssl" or k.startswith("ssl_")}
+
+
+def _sentinel_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of the connections to the sentinels: the timeouts and TLS of the primary's
+    (a TLS deployment serves TLS on its sentinels too); never the primary's credentials."""
+    return {"socket_timeout": kwargs["socket_timeout"],
+            "socket_connect_timeout": kwargs["socket_connect_timeout"], **_tls_only(kwargs)}
+
+
 def build_client(args: RedisArgs) -> Any:
     """A sync client for ``args.mode``; at most one immediate retry (reconnects after a restart)."""
     kwargs = connection_kwargs(args)
@@ -58,8 +72,7 @@ def build_client(args: RedisArgs) -> Any:
         sentinel_type: Any = Sentinel
         sentinel: Any = sentinel_type(
             list(args.sentinels),
-            sentinel_kwargs={"socket_timeout": kwargs["socket_timeout"],
-                             "socket_connect_timeout": kwargs["socket_connect_timeout"]},
+            sentinel_kwargs=_sentinel_kwargs(kwargs),
             **_without(kwargs, ("host", "port", "unix_socket_path")),
         )
         return sentinel.master_for(args.sentinel_service or "", redis_class=redis.Redis,
@@ -89,8 +102,7 @@ def build_async_client(args: RedisArgs) -> Any:
         sentinel_type: Any = Sentinel
         sentinel: Any = sentinel_type(
             list(args.sentinels),
-            sentinel_kwargs={"socket_timeout": kwargs["socket_timeout"],
-                             "socket_connect_timeout": kwargs["socket_connect_timeout"]},
+            sentinel_kwargs=_sentinel_kwargs(kwargs),
             **_without(kwargs, ("host", "port", "unix_socket_path")),
         )
         return sentinel.master_for(args.sentinel_service or "", redis_class=redis.asyncio.Redis,
@@ -118,9 +130,12 @@ def _portable(kwargs: Mapping[str, Any], target: Any, ssl: bool = False) -> dict
     return kept
 
 
+def _is_ssl_class(connection_class: Any) -> bool:
+    return isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
+
+
 def _is_ssl(pool: Any) -> bool:
-    return isinstance(pool.connection_class, type) and issubclass(
-        pool.connection_class, SSLConnection)
+    return _is_ssl_class(getattr(pool, "connection_class", None))
 
 
 def build_async_twin(client: Any) -> Any:
@@ -135,8 +150,7 @@ def build_async_twin(client: Any) -> Any:
         cluster: Any = client  # redis-py leaves RedisCluster's methods untyped
         kwargs = cluster.get_connection_kwargs()
         nodes = [AsyncClusterNode(node.host, node.port) for node in cluster.get_nodes()]
-        ssl = isinstance(kwargs.get("connection_class"), type) and issubclass(
-            kwargs["connection_class"], SSLConnection)
+        ssl = _is_ssl_class(kwargs.get("connection_class")) or bool(kwargs.get("ssl"))
         return AsyncRedisCluster(startup_nodes=nodes, retry=retry,
                                  **_portable(kwargs, AsyncRedisCluster, ssl))
     pool = client.connection_pool
@@ -148,9 +162,11 @@ def build_async_twin(client: Any) -> Any:
                       node.connection_pool.connection_kwargs["port"])
                      for node in manager.sentinels]
         async_sentinel_type: Any = AsyncSentinel
+        given_kwargs = manager.sentinel_kwargs or {}
         async_sentinel: Any = async_sentinel_type(
             sentinels,
-            sentinel_kwargs=_portable(manager.sentinel_kwargs or {}, redis.asyncio.Redis),
+            sentinel_kwargs=_portable(given_kwargs, redis.asyncio.Redis,
+                                      bool(given_kwargs.get("ssl"))),
         )
         return async_sentinel.master_for(
             pool.service_name, redis_class=redis.asyncio.Redis, retry=retry,
@@ -171,7 +187,8 @@ def describe_client(client: Any) -> tuple[str, str | None]:
         cluster: Any = client
         kwargs: Mapping[str, Any] = cluster.get_connection_kwargs()
         nodes = ",".join(f"{node.host}:{node.port}" for node in cluster.get_nodes())
-        target = f"cluster {nodes}"
+        tls = _is_ssl_class(kwargs.get("connection_class")) or bool(kwargs.get("ssl"))
+        target = f"cluster {nodes}{' tls' if tls else ''}"
     else:
         pool = getattr(client, "connection_pool", None)
         kwargs = dict(getattr(pool, "connection_kwargs", None) or {})
@@ -182,9 +199,12 @@ def describe_client(client: Any) -> tuple[str, str | None]:
                 "{host}:{port}".format(**node.connection_pool.connection_kwargs)
                 for node in manager.sentinels)
             target = f"sentinel {pool.service_name} via {via} db={db}"
+            target += " tls" if _is_ssl(pool) else ""
         elif kwargs.get("path"):
             target = f"unix://{kwargs['path']} db={db}"
         else:
-            target = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+            scheme = "rediss" if _is_ssl(pool) else "redis"
+            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+            target = f"{scheme}://{where}/{db}"
     password = kwargs.get("password")
     return f"client {target}", password if isinstance(password, str) else None
