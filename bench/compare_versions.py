@@ -172,6 +172,10 @@ def _worker(opts: argparse.Namespace) -> int:
                 if result[f"{figure}_misses"]:
                     raise SystemExit(f"worker {opts.label}: {result[f'{figure}_misses']} misses "
                                      f"in a {figure} block")
+            for contender, value in zip(everyone, latency.warm_all(everyone, loop), strict=True):
+                if value != ROWS:  # every contender still returns the right rows
+                    raise SystemExit(f"worker {opts.label}: {contender.name} returned "
+                                     f"{value!r:.80}")
             if replay_client.forwarded_mgets:
                 raise SystemExit(f"worker {opts.label}: the no-I/O hit sent an MGET to Redis")
             reply(result)
