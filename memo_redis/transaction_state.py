@@ -42,6 +42,9 @@ Invalidation = tuple[Any, Kind, str]
 _scope: contextvars.ContextVar[TransactionScope | None] = contextvars.ContextVar(
     "memo_redis_transaction", default=None
 )
+_open_blocks = 0
+"""Outermost blocks open in the process: while 0, :func:`bypasses` costs one global read."""
+_open_lock = threading.Lock()
 
 
 def _owner() -> Hashable:
@@ -102,6 +105,8 @@ def bypasses(key: str) -> bool:
 
     Costs one context-variable read outside transaction blocks.
     """
+    if not _open_blocks:
+        return False
     scope = _scope.get()
     return scope is not None and scope.owner == _owner() and scope.covers(key)
 
@@ -112,7 +117,10 @@ def open_scope() -> tuple[TransactionScope, contextvars.Token[TransactionScope |
     if scope is not None:
         scope.depth += 1
         return scope, None
+    global _open_blocks
     scope = TransactionScope(_owner())
+    with _open_lock:
+        _open_blocks += 1
     return scope, _scope.set(scope)
 
 
@@ -122,8 +130,13 @@ def close_scope(scope: TransactionScope,
 
     The scope is closed before the caller re-applies them, so the re-application is not recorded.
     """
+    global _open_blocks
     scope.depth -= 1
     if token is None:
         return []
-    _scope.reset(token)
+    try:
+        _scope.reset(token)
+    finally:
+        with _open_lock:
+            _open_blocks -= 1
     return list(scope.invalidations)

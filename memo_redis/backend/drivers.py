@@ -41,6 +41,7 @@ from . import fastpath
 from .gate import CLIENT_ERRORS, UNBROKEN_OPS, UNGATED_OPS, Gate
 
 T = TypeVar("T")
+_REDIS_STEPS = frozenset({Command, RunScript, Batch, ScanPage, Call})
 
 
 class Host(EngineSettings, Protocol):
@@ -121,6 +122,8 @@ class SyncDriver:
     def handle(self, step: Step) -> Any:
         """Perform one step of a flow."""
         kind = type(step)
+        if kind in _REDIS_STEPS:
+            return self.execute(step)  # type: ignore[arg-type]
         if kind is Body:
             assert isinstance(step, Body)
             return step.fn(*step.args, **step.kwargs)
@@ -293,6 +296,8 @@ class AsyncDriver:
     async def handle(self, step: Step) -> Any:
         """Async :meth:`SyncDriver.handle`."""
         kind = type(step)
+        if kind in _REDIS_STEPS:
+            return await self.execute(step)  # type: ignore[arg-type]
         if kind is Body:
             assert isinstance(step, Body)
             return await step.fn(*step.args, **step.kwargs)

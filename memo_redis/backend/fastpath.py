@@ -19,6 +19,12 @@ from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+_pack_command: Any
+try:  # hiredis (the hiredis extra) packs in C, about 3x faster
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - depends on the extra
+    _pack_command = None
+
 RETRYABLE = (RedisConnectionError,)
 """What the clients memo_redis builds retry once at once (``Retry(NoBackoff(), 1)``)."""
 
@@ -30,6 +36,8 @@ def _encoded(arg: str | bytes) -> bytes:
 @lru_cache(maxsize=8192)
 def packed(args: tuple[str | bytes, ...]) -> bytes:
     """The RESP bytes of a command (``*<n>`` then ``$<len>`` bulk strings)."""
+    if _pack_command is not None:
+        return bytes(_pack_command(args))
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = _encoded(arg)
