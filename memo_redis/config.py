@@ -458,3 +458,26 @@ def disabled_by_environment(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     raw = env.get("MEMO_REDIS_DISABLED", "").strip()
     return parse_bool("MEMO_REDIS_DISABLED", raw) if raw else False
+
+
+SIGNING_KEY_VARIABLE = "MEMO_REDIS_SIGNING_KEY"
+ENCRYPTION_KEY_VARIABLE = "MEMO_REDIS_ENCRYPTION_KEY"
+
+
+def sealing_keys_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``MEMO_REDIS_SIGNING_KEY`` and ``MEMO_REDIS_ENCRYPTION_KEY``, by name, when set.
+
+    Empty values count as unset. Each holds comma-separated keys, the first one sealing (see
+    :mod:`memo_redis.key_rings`); :class:`~memo_redis.RedisCaching` parses them with the
+    variable's name as the source, so a bad value is a :class:`ConfigError` naming the variable,
+    never showing the value. They are secrets: never log them.
+    """
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in (SIGNING_KEY_VARIABLE, ENCRYPTION_KEY_VARIABLE)
+            if env.get(name)}
+
+
+ENVIRONMENT_VARIABLES = (*ENVIRONMENT_VARIABLES, SIGNING_KEY_VARIABLE, ENCRYPTION_KEY_VARIABLE)
+"""Every variable memo_redis reads to configure a cache: :meth:`RedisArgs.from_env`'s
+(``REDIS_URL``, ``REDIS_HOST``, ...) and the sealing keys (``MEMO_REDIS_SIGNING_KEY``,
+``MEMO_REDIS_ENCRYPTION_KEY``)."""

@@ -27,7 +27,12 @@ from .backend.clients import (
 from .backend.drivers import AsyncDriver, SyncDriver
 from .backend.gate import Gate
 from .breaker import CircuitBreaker
-from .config import RedisArgs
+from .config import (
+    ENCRYPTION_KEY_VARIABLE,
+    SIGNING_KEY_VARIABLE,
+    RedisArgs,
+    sealing_keys_from_env,
+)
 from .exceptions import CacheUnavailable, ConfigError
 from .layout import INTERNAL_PREFIX, KeyLayout
 from .local import LocalCache
@@ -36,6 +41,7 @@ from .protocol.requests import Requests
 from .protocol.steps import Flow
 from .protocol.topology import Cluster, SingleServer
 from .protocol.values import ValueCodec
+from .sealing import KeyInput, Sealer
 from .serialization import Codec, Serializer
 from .ttl import DEFAULT_TTLS, default_ttl, to_milliseconds
 
@@ -44,6 +50,30 @@ def _check_seconds(name: str, value: object) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not 0 < value < math.inf):
         raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def build_sealer(signing_key: KeyInput | None = None, encryption_key: KeyInput | None = None,
+                 encrypt: bool | None = None,
+                 environ: Mapping[str, str] | None = None) -> Sealer | None:
+    """The sealer of a cache: keys given in code, else ``MEMO_REDIS_SIGNING_KEY`` /
+    ``MEMO_REDIS_ENCRYPTION_KEY`` (read from ``environ``, default ``os.environ``); None when
+    neither kind of key is set. Raises :class:`ConfigError` naming the parameter or the
+    variable, never showing a key."""
+    if encrypt is not None and not isinstance(encrypt, bool):
+        raise ConfigError(f"encrypt must be True, False or None, got {type(encrypt).__name__}")
+    signing_source, encryption_source = "signing_key", "encryption_key"
+    if signing_key is None or encryption_key is None:
+        env = sealing_keys_from_env(environ)
+        if signing_key is None and SIGNING_KEY_VARIABLE in env:
+            signing_key, signing_source = env[SIGNING_KEY_VARIABLE], SIGNING_KEY_VARIABLE
+        if encryption_key is None and ENCRYPTION_KEY_VARIABLE in env:
+            encryption_key = env[ENCRYPTION_KEY_VARIABLE]
+            encryption_source = ENCRYPTION_KEY_VARIABLE
+    if encrypt and encryption_key is None:
+        raise ConfigError("encrypt=True needs an encryption key: pass encryption_key=... or set "
+                          f"{ENCRYPTION_KEY_VARIABLE}")
+    return Sealer.from_keys(signing_key, encryption_key, encrypt=encrypt,
+                            signing_source=signing_source, encryption_source=encryption_source)
 
 
 def is_client(value: object) -> bool:
@@ -78,6 +108,9 @@ class Engine:
         scan_threshold: int = 100_000,
         scan_count: int = 1000,
         race_protection: bool = True,
+        signing_key: KeyInput | None = None,
+        encryption_key: KeyInput | None = None,
+        encrypt: bool | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace or "*" in namespace:
             raise ConfigError(
@@ -109,7 +142,15 @@ class Engine:
             serializer = Serializer(
                 codec, compress_threshold=None if codec is Codec.JSON else compress_threshold
             )
-        self.codec = ValueCodec(serializer, max_value_size)
+        sealer = build_sealer(signing_key, encryption_key, encrypt)
+        if sealer is None and serializer.codec is Codec.PICKLE:
+            raise ConfigError(
+                "serializer='pickle' needs a signing key (signing_key=... or "
+                f"{SIGNING_KEY_VARIABLE}; an encryption key, which authenticates too, also "
+                "does): unpickling runs code, so only values this deployment sealed may be "
+                "unpickled"
+            )
+        self.codec = ValueCodec(serializer, max_value_size, sealer)
         self.digest_length = digest_length
         self.default_ttls: dict[str, int] = dict(DEFAULT_TTLS)
         if default_ttls:
@@ -174,6 +215,11 @@ class Engine:
     def serializer(self) -> Serializer:
         """How values are encoded."""
         return self.codec.serializer
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """Signs or encrypts every value (None: values are not sealed)."""
+        return self.codec.sealer
 
     def ttl_for(self, category: str) -> int:
         """The default TTL (seconds) of ``category`` on this cache."""

@@ -36,6 +36,13 @@ class EngineAttributes:
         return self.engine.serializer
 
     @property
+    def rejected_values(self) -> int:
+        """Values read that failed the seal check since this cache was created: with a signing
+        or encryption key, those written without it, tampered with, copied from another key or
+        sealed with a removed key; without one, sealed values. Each was a miss."""
+        return self.engine.codec.rejected
+
+    @property
     def digest_length(self) -> int:
         """Hex characters of argument digests in decorated keys."""
         return self.engine.digest_length

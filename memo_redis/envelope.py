@@ -17,6 +17,17 @@ Layout of a value written by memo_redis (all integers big-endian)::
 * ``expires_ms``/``delta_ms``: wall-clock expiry and compute time, for early (XFetch)
   refresh.
 
+A cache with a signing or encryption key (:mod:`memo_redis.sealing`) writes *sealed*
+envelopes instead::
+
+    0xC1 | FLAG_SEALED (1) | stamp (16 ASCII hex) | seal(key name, inner)
+    inner = flags (1) | [fingerprint (16)] | [expires_ms (8), delta_ms (4)] | body
+
+The head's flag byte is exactly ``FLAG_SEALED``; the real flags travel inside the seal with the
+fields they announce, so nothing a reader acts on besides the stamp is outside it. The stamp
+stays outside: the store script writes it on the server, and a changed stamp can only turn a
+value into a miss. :func:`pack_sealed` builds the inner part, :func:`unpack_sealed` reads it back.
+
 The stamp and fingerprint are a storage format: changing them orphans cached entries.
 """
 
@@ -31,6 +42,8 @@ MAGIC = 0xC1
 MAGIC_BYTE = b"\xc1"
 FLAG_FINGERPRINT = 0x08
 FLAG_EARLY = 0x10
+FLAG_SEALED = 0x20
+SEALED_HEAD = bytes((MAGIC, FLAG_SEALED))
 STAMP_SIZE = 16
 FINGERPRINT_SIZE = 16
 _EARLY = struct.Struct(">QI")
@@ -108,3 +121,39 @@ def unpack(raw: bytes) -> Envelope | None:
         expires_ms, delta_ms = _EARLY.unpack_from(raw, pos)
         pos += _EARLY.size
     return Envelope(flags, raw[2:_HEADER], fingerprint, expires_ms, delta_ms, raw[pos:])
+
+
+def pack_sealed(
+    flags: int,
+    body: bytes,
+    fingerprint: bytes | None = None,
+    early: tuple[int, int] | None = None,
+) -> bytes:
+    """The inner part of a sealed envelope (flags, optional fields, body), to be sealed.
+
+    The store script joins ``SEALED_HEAD + stamp + seal(key name, inner)``.
+    """
+    head, tail = pack_tail(flags, body, fingerprint, early)
+    return head[1:] + tail
+
+
+def unpack_sealed(stamp: bytes, inner: bytes) -> Envelope | None:
+    """The envelope of an opened seal's ``inner`` bytes, read under ``stamp``; ``None`` when
+    they are shorter than their flags announce or are themselves marked sealed."""
+    if not inner:
+        return None
+    flags = inner[0]
+    if flags & FLAG_SEALED:
+        return None
+    pos = 1
+    if len(inner) < pos + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
+        return None
+    fingerprint = None
+    expires_ms = delta_ms = 0
+    if flags & FLAG_FINGERPRINT:
+        fingerprint = inner[pos : pos + FINGERPRINT_SIZE]
+        pos += FINGERPRINT_SIZE
+    if flags & FLAG_EARLY:
+        expires_ms, delta_ms = _EARLY.unpack_from(inner, pos)
+        pos += _EARLY.size
+    return Envelope(flags, stamp, fingerprint, expires_ms, delta_ms, inner[pos:])

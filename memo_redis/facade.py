@@ -26,6 +26,7 @@ from .protocol import operations
 from .protocol.entries import MISS
 from .protocol.readthrough import ReadPolicy
 from .protocol.steps import Flow
+from .sealing import KeyInput
 from .serialization import Serializer
 from .sql.methods import SQLMethods
 from .tracing import span
@@ -61,6 +62,19 @@ class RedisCaching(EngineAttributes, SQLMethods):
     bodies. ``digest_length`` is the number of hex characters of argument digests in decorated
     keys. Every method has an ``a``-prefixed async twin running on the event loop's
     ``redis.asyncio`` client.
+
+    Sealed values (see ``docs/security.md``): with ``signing_key`` (``bytes`` or ``str`` of at
+    least 16 bytes, or a list of them for rotation: the first signs, all verify; default:
+    ``MEMO_REDIS_SIGNING_KEY``, comma-separated) every stored value carries an HMAC-SHA256 over
+    its key name and bytes. With ``encryption_key`` (32 bytes or their base64 text, or a list;
+    default: ``MEMO_REDIS_ENCRYPTION_KEY``; the ``crypto`` extra) values are encrypted with
+    AES-256-GCM, the key name as authenticated data. ``encrypt`` chooses for the whole cache:
+    None (default) encrypts whenever an encryption key is given, False signs by default and
+    keeps the encryption keys for ``@cached(encrypt=True)`` functions. Once a key is set, every
+    value is sealed (with ``serializer="json"`` too: no plain JSON text) and a value read that
+    does not open (written without the key, tampered with, copied from another key, sealed
+    with a removed key) is a miss, counted in :attr:`rejected_values` and logged once per key,
+    never deserialized. ``serializer="pickle"`` refuses to start without a key.
     """
 
     def __init__(
@@ -83,6 +97,9 @@ class RedisCaching(EngineAttributes, SQLMethods):
         scan_threshold: int = 100_000,
         scan_count: int = 1000,
         race_protection: bool = True,
+        signing_key: KeyInput | None = None,
+        encryption_key: KeyInput | None = None,
+        encrypt: bool | None = None,
     ) -> None:
         if is_client(target):
             if client is not None:
@@ -113,7 +130,8 @@ class RedisCaching(EngineAttributes, SQLMethods):
             reset_timeout=reset_timeout, max_value_size=max_value_size,
             lock_timeout=lock_timeout, lock_wait=lock_wait, fence_ttl=fence_ttl,
             scan_threshold=scan_threshold, scan_count=scan_count,
-            race_protection=race_protection,
+            race_protection=race_protection, signing_key=signing_key,
+            encryption_key=encryption_key, encrypt=encrypt,
         )
         """The machinery (settings, clients, drivers) this facade forwards to."""
         self._policies: dict[tuple[Any, ...], ReadPolicy] = {}

@@ -1048,7 +1048,7 @@ def test_pickle_only_when_chosen(make_cache: Callable[..., RedisCaching],
     with pytest.raises(SerializationError, match="Point"):
         driver.call(default, "set", "p", Point(1, 2))
     assert raw.exists("p") == 0
-    pickling = make_cache(serializer="pickle")
+    pickling = make_cache(serializer="pickle", signing_key=b"a signing key of 32 bytes, test.")
     assert driver.call(pickling, "set", "p", Point(1, 2)) is True
     assert driver.call(pickling, "get", "p") == Point(1, 2)
     assert driver.call(default, "get", "p", "not unpickled") == "not unpickled"

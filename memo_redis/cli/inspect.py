@@ -108,6 +108,10 @@ def _decode(raw: bytes, generations: list[bytes | None]) -> dict[str, Any]:
         return {"format": "sealed", "value": None,
                 "note": "sealed (signed or encrypted) value: not decoded here"}
     env = envelope.unpack(raw)
+    if env is not None and env.flags & envelope.FLAG_SEALED:
+        return {"format": "sealed", "stamp": env.stamp.decode("ascii", "replace"),
+                "stamp_valid": _status(raw[:_HEAD], generations) == "valid", "value": None,
+                "note": "sealed (signed or encrypted) value: not decoded here"}
     if env is None:
         try:
             return {"format": "plain-json", "codec": "json", "compressed": False,

@@ -143,7 +143,7 @@ def many_flow(policy: ReadPolicy, engine: EngineSettings, derive: Deriver,
     stored = 0
     if stores:
         try:
-            outcome = yield from operations.store_many(engine, stores)
+            outcome = yield from operations.store_many(engine, stores, encrypt=policy.encrypt)
             stored = sum(outcome) if outcome else 0
         except CacheUnavailable as error:
             policy.failed(engine, error)

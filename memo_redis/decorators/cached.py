@@ -69,10 +69,24 @@ class CachedCall:
         self.stats = stats
         self.cache = cache
         self.is_async = is_async
+        self.checked: Engine | None = None
+        """The engine last found to have the keys ``encrypt=`` needs."""
 
     def resolve(self) -> RedisCaching:
         """The cache this function uses now (``cache=``, else the default cache)."""
         return self.cache if self.cache is not None else get_default_cache()
+
+    def check_keys(self, engine: Engine) -> None:
+        """Raise :class:`ConfigError` unless ``engine`` has the keys ``encrypt=`` needs."""
+        engine.codec.sealer_for(self.policy.encrypt)
+        self.checked = engine
+
+    def engine(self) -> Engine:
+        """The engine of the cache this function uses now, its keys checked."""
+        engine = self.resolve().engine
+        if self.policy.encrypt is not None and self.checked is not engine:
+            self.check_keys(engine)
+        return engine
 
     def key(self, engine: Engine, instance: Any, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> tuple[str, bytes]:
@@ -102,6 +116,8 @@ class CachedCall:
         if caching_disabled.get():
             return wrapped(*args, **kwargs)
         engine = (self.cache or get_default_cache()).engine
+        if self.policy.encrypt is not None and self.checked is not engine:
+            self.check_keys(engine)
         key, fingerprint = self.key(engine, instance, args, kwargs)
         return engine.sync.read(self.policy, key, fingerprint, wrapped, args, kwargs)
 
@@ -111,6 +127,8 @@ class CachedCall:
         if caching_disabled.get():
             return await wrapped(*args, **kwargs)
         engine = (self.cache or get_default_cache()).engine
+        if self.policy.encrypt is not None and self.checked is not engine:
+            self.check_keys(engine)
         key, fingerprint = self.key(engine, instance, args, kwargs)
         return await engine.aio.read(self.policy, key, fingerprint, wrapped, args, kwargs)
 
@@ -119,7 +137,7 @@ class CachedCall:
     def refresh(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
         """Recompute one call now and store the result (an awaitable for async functions)."""
-        engine = self.resolve().engine
+        engine = self.engine()
         key, fingerprint = self.key(engine, instance, args, kwargs)
         flow = readthrough.compute_armed(engine, self.policy, key, fingerprint,
                                          Body(wrapped, args, kwargs))
@@ -138,7 +156,7 @@ class CachedCall:
             if self.is_async:
                 return _run_each_async(wrapped, prepared)
             return [wrapped(*args, **kwargs) for _, args, kwargs in prepared]
-        engine = self.resolve().engine
+        engine = self.engine()
 
         def derive(instance: Any, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> tuple[str, bytes]:
@@ -191,6 +209,7 @@ def cached(
     jitter: float = 0.0,
     digest_length: int | None = None,
     local: bool = False,
+    encrypt: bool | None = None,
 ) -> CachedDecorator: ...
 
 
@@ -213,6 +232,7 @@ def cached(
     jitter: float = 0.0,
     digest_length: int | None = None,
     local: bool = False,
+    encrypt: bool | None = None,
 ) -> Any:
     """Memoize a function's results in Redis.
 
@@ -253,6 +273,12 @@ def cached(
     ``cache_clear`` return awaitables. The handles of a ``@classmethod`` stacked above
     ``@cached`` work without ``cls`` on every Python version, keyed for the class that defines
     the method (pass ``cls`` first to address a subclass's entry).
+
+    ``encrypt=True`` encrypts this function's values (AES-256-GCM) on a cache that has an
+    encryption key but only signs by default (``RedisCaching(signing_key=...,
+    encryption_key=..., encrypt=False)``); ``encrypt=False`` only signs them on a cache that
+    encrypts. None (default): the cache's choice. A cache without the key needed is a
+    ``ConfigError``: at decoration when ``cache=`` is given, else at the first call.
     """
     if isinstance(early_refresh, bool):
         beta = 1.0 if early_refresh else 0.0
@@ -277,6 +303,10 @@ def cached(
         )
     if isinstance(ignore, str):
         ignore = (ignore,)
+    if encrypt is not None and not isinstance(encrypt, bool):
+        raise ConfigError(f"encrypt must be True, False or None, got {encrypt!r}")
+    if cache is not None and encrypt is not None:
+        cache.engine.codec.sealer_for(encrypt)
 
     def should_store(result: Any) -> bool:
         if result is None and not cache_none:
@@ -293,7 +323,7 @@ def cached(
             ttl=ttl, category=category, should_store=should_store, single_flight=single_flight,
             early_refresh=beta, jitter=jitter, strict=strict, events=stats, local=local,
             tracking_prefix=lambda engine: plan.tracking_prefix(engine.namespace),
-            name=plan.owner)
+            name=plan.owner, encrypt=encrypt)
         core = CachedCall(plan, policy, stats, cache=cache,
                           is_async=inspect.iscoroutinefunction(raw))
         wrapper = CachedWrapper(target, core.acall if core.is_async else core.call)

@@ -100,15 +100,17 @@ def release(ctx: Entries, key: str, seen: Lookup, token: bytes, *,
 
 def store(ctx: Entries, key: str, value: Any, ttl_ms: int | None, *,
           seen: Lookup | None = None, fingerprint: bytes | None = None,
-          token: bytes | None = None, early: tuple[int, int] | None = None) -> Flow[bool]:
+          token: bytes | None = None, early: tuple[int, int] | None = None,
+          encrypt: bool | None = None) -> Flow[bool]:
     """Store ``value`` at ``key``; with ``seen`` (a claim's or an arm's lookup), only if no
     invalidation happened since: its fence and generations must still be there, unchanged.
+    ``encrypt`` chooses the seal (None: the cache's choice; see :meth:`ValueCodec.encode`).
 
     Returns False when refused or too large. Raises :class:`SerializationError` for a value that
     cannot be encoded, :class:`CacheUnavailable` on failure (including a store Redis refused with
     an error: the caller releases its lock).
     """
-    parts = ctx.codec.encode(value, fingerprint, early)
+    parts = ctx.codec.encode(key, value, fingerprint, early, encrypt=encrypt)
     if parts is None:
         return False
     if ctx.before_store is not None:
@@ -120,11 +122,13 @@ def store(ctx: Entries, key: str, value: Any, ttl_ms: int | None, *,
 
 def store_many(ctx: Entries, entries: Sequence[tuple[str, Any, int | None, Lookup | None,
                                                       bytes | None]],
-               op: str = "store") -> Flow[list[bool] | None]:
+               op: str = "store", *, encrypt: bool | None = None) -> Flow[list[bool] | None]:
     """Stores of (key, value, ttl_ms, lookup, fingerprint) in one round trip; each with a lookup
     is checked against it. Returns one result per entry (False: too large or refused), or None
-    when no entry could be encoded."""
-    encoded = [(entry, ctx.codec.encode(entry[1], entry[4])) for entry in entries]
+    when no entry could be encoded. ``encrypt`` as in :func:`store`, for every entry."""
+    encode = ctx.codec.encode
+    encoded = [(entry, encode(entry[0], entry[1], entry[4], encrypt=encrypt))
+               for entry in entries]
     chosen = [(entry, parts) for entry, parts in encoded if parts is not None]
     if not chosen:
         return None

@@ -95,9 +95,11 @@ class ReadPolicy:
                  early_refresh: float = 0.0, jitter: float = 0.0, strict: bool | None = None,
                  events: ReadEvents | None = None, local: bool = False,
                  tracking_prefix: Callable[[Any], str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, encrypt: bool | None = None) -> None:
         self.name = name
         """The function this policy reads for (spans name it)."""
+        self.encrypt = encrypt
+        """Encrypt (True) or only sign (False) what this read stores; None: the cache's choice."""
         self.ttl = ttl
         self.category = category
         self.should_store = should_store
@@ -286,7 +288,7 @@ def store(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes 
             ttl_ms = policy.ttl_ms(ctx)
             stored = yield from operations.store(
                 ctx, key, result, ttl_ms, seen=look, fingerprint=fingerprint, token=token,
-                early=policy.early(ttl_ms, round(elapsed * 1000)))
+                early=policy.early(ttl_ms, round(elapsed * 1000)), encrypt=policy.encrypt)
     except CacheUnavailable as error:
         # A store Redis refused (NOPERM, WRONGTYPE, a script error) must not leave the lock to
         # expire under the waiters; after an outage the release would only time out too.

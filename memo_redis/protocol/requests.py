@@ -38,10 +38,13 @@ class Requests:
         return Command(op, ("MGET", *self.layout.lookup_keys(key)))
 
     def parse_lookup(self, key: str, raws: list[bytes | None], fingerprint: bytes | None,
-                     fence: bytes | None = None) -> Lookup:
-        """``raws`` is what a lookup reads: the generations, then the value."""
+                     fence: bytes | None = None, count: bool = True) -> Lookup:
+        """``raws`` is what a lookup reads: the generations, then the value.
+
+        ``count=False`` for a claim's reply, which reads the value again after the lookup that
+        missed: a value failing its seal check there is not counted a second time."""
         generations = raws[:-1]
-        value, env = self.codec.decode(key, raws[-1], generations, fingerprint)
+        value, env = self.codec.decode(key, raws[-1], generations, fingerprint, count)
         return Lookup(value, generations, fence, env)
 
     # -- claims ------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ class Requests:
         outcome, state = reply
         raws = [*state[:-2], state[-1]]
         return Claim(outcome == 1, outcome == 0,
-                     self.parse_lookup(key, raws, fingerprint, state[-2]))
+                     self.parse_lookup(key, raws, fingerprint, state[-2], count=False))
 
     def lock_held(self, key: str, seen: Lookup) -> Command:
         """Is the single-flight lock of ``key`` under ``seen`` (a claim's lookup) held?"""
