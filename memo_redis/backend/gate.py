@@ -3,7 +3,9 @@
 * The circuit breaker skips Redis after repeated connection failures.
 * Outages are logged once when they start and once when they end.
 * Only connection and timeout failures are outages; a command Redis answered with an error
-  (NOPERM, WRONGTYPE, OOM, READONLY, a script error) is a *refusal*, logged once per kind.
+  (NOPERM, WRONGTYPE, OOM, READONLY, a script error) is a *refusal*, logged once per kind. An
+  ACL refusal is logged once per missing permission, naming it (:func:`acl_refusal`): Redis
+  names neither the key nor, before 7.2, the command a script was refused.
 * Invalidations that could not be sent are kept and applied before this process next reads or
   writes the cache (:class:`Deferred`).
 """
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Final
 
@@ -18,6 +21,8 @@ from redis.exceptions import (
     ClusterCrossSlotError,
     ClusterError,
     MovedError,
+    NoPermissionError,
+    NoScriptError,
     RedisClusterException,
     RedisError,
 )
@@ -26,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..breaker import CircuitBreaker
 from ..exceptions import CacheUnavailable
+from ..protocol import steps
 from ..protocol.invalidation import Invalidator
 from ..protocol.steps import Flow
 
@@ -44,6 +50,52 @@ UNBROKEN_OPS: Final = frozenset({"apply", "unlock", "hit_rate"})
 callers until it expires), the statistics, and the invalidations applied once
 Redis is back (their caller already passed the breaker)."""
 MAX_DEFERRED: Final = 1000
+
+
+_SCRIPTS: Final = {s.sha: s for s in (steps.STORE, steps.CLAIM, steps.BUMP, steps.DRAIN_INDEX,
+                                      steps.INVALIDATE_ONE, steps.RELEASE)}
+_SCRIPT_AT: Final = re.compile(r"script: ([0-9a-f]{40}), on @user_script:(\d+)")
+_NAMED: Final = re.compile(r"permissions to run the '([^']+)' command")
+_CALL: Final = re.compile(r"redis\.call\('(\w+)'")
+_SCRIPT_ACL: Final = ("The user executing the script", "ACL failure in script")
+
+
+def acl_refusal(op: str, exc: BaseException) -> tuple[frozenset[str], str] | None:
+    """What an ACL refusal (NOPERM) lacks: the permissions it may be (a command such as
+    ``"SET"``, or ``"key"``) and a hint naming them; None when ``exc`` is not one.
+
+    Redis names the command a client sent, but not the key, and (before 7.2) not the command a
+    script called: that one is read from the script's line the error points at.
+    """
+    text = str(exc)
+    if isinstance(exc, NoScriptError):  # a pipeline's SCRIPT LOAD failed before its EVALSHA
+        return frozenset({"SCRIPT|LOAD"}), (
+            " (memo_redis's script could not be loaded: if the Redis user may not run "
+            "SCRIPT|LOAD, the ACL rule in the README's Security section lists what it needs)")
+    if not isinstance(exc, NoPermissionError) and not any(m in text for m in _SCRIPT_ACL):
+        return None
+    where, calls = "", []
+    at = _SCRIPT_AT.search(text)
+    script = _SCRIPTS.get(at.group(1)) if at else None
+    if at and script is not None:
+        lines = script.source.split("\n")
+        line = int(at.group(2))
+        calls = list(dict.fromkeys(_CALL.findall(lines[line - 1]))) if line <= len(lines) else []
+        where = f" in memo_redis's {script.name} script"
+    named = _NAMED.search(text)
+    if named:
+        calls = [named.group(1).upper()]
+    if not named and "key" in text.lower():
+        missing = frozenset({"key"})
+        what = f"access a key of this {op}{where} (allow its key pattern)"
+    elif not named and "channel" in text.lower():
+        missing = frozenset({"channel"})
+        what = f"use a channel of this {op}"
+    else:
+        missing = frozenset(calls or ("command",))
+        what = f"run {' or '.join(calls) or 'a command'}{where}"
+    return missing, (f" (ACL: the Redis user may not {what}; memo_redis's rule is in the "
+                     "README's Security section, and the server's ACL LOG names each refusal)")
 
 
 def redact(text: str, password: str | None) -> str:
@@ -124,9 +176,13 @@ class Gate:
                 self.outage = True
                 log.warning("memo_redis: Redis unavailable, running uncached: %s", message)
         else:
-            kind = type(exc).__name__
-            if kind not in self._warned:
-                self._warned.add(kind)
+            refusal = acl_refusal(op, exc)
+            kinds = {type(exc).__name__}
+            if refusal is not None:  # once per missing permission, named
+                kinds = {f"acl:{p}" for p in refusal[0]}
+                message += refusal[1]
+            if not kinds & self._warned:
+                self._warned.update(kinds)
                 log.warning("memo_redis: Redis refused a command, running uncached: %s", message)
         return CacheUnavailable(message)
 
