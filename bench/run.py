@@ -25,6 +25,7 @@ from bench import contenders as cn
 from bench import (
     invalidation,
     latency,
+    metrics_switch,
     placement,
     profile_paths,
     report,
@@ -46,8 +47,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="few rounds and iterations: a smoke run of the suite, not a result")
     parser.add_argument("--rounds", type=int, default=None, help="latency rounds (default 9)")
     parser.add_argument("--only",
-                        default="latency,profile,throughput,storage,stampede,invalidation",
+                        default="latency,profile,metrics,throughput,storage,stampede,"
+                                "invalidation",
                         help="comma-separated phases to run (default: all)")
+    parser.add_argument("--metrics-rounds", type=int, default=None,
+                        help="rounds of the metrics on/off section (default 21; 3 with --quick)")
     parser.add_argument("--throughput-duration", type=float, default=None,
                         help="seconds per contender and mode of the throughput section "
                              f"(default {throughput.DEFAULT_DURATION:g}; 0.5 with --quick)")
@@ -141,6 +145,22 @@ def main(argv: list[str] | None = None) -> int:
                     _say(f"  could not time: {error}")
         admin.flushall()
         placement.apply(placement.unpinned(), server.pid)
+
+        if "metrics" in phases:
+            meter = placement.ForeignLoad(server.pid)
+            metrics_rounds = opts.metrics_rounds or (3 if opts.quick else 21)
+            section = metrics_switch.measure(targets["unix"], server.pid, rounds=metrics_rounds,
+                                             block_ms=block_ms, loop=loop, say=_say)
+            placement.apply(placement.unpinned(), server.pid)
+            phase_load["metrics"] = round(meter.cpus(), 2)
+            result["metrics_switch"] = section
+            checks += metrics_switch.checks(section["summary"])
+            _say("\n== Hit with memo_redis.metrics on vs off (unix socket; same process, "
+                 "interleaved rounds) ==")
+            _say(metrics_switch.table(section["summary"], section["micro_ns"], metrics_rounds))
+            for error in section["variants_unavailable"]:
+                _say(f"  diagnostic variant not built: {error}")
+            admin.flushall()
 
         if "throughput" in phases:
             meter = placement.ForeignLoad(server.pid)
