@@ -20,7 +20,7 @@ from ..exceptions import CacheUnavailable
 from ..protocol import readthrough
 from ..protocol.entries import MISS, Lookup
 from ..protocol.invalidation import Invalidator
-from ..protocol.readthrough import EngineSettings, ReadPolicy
+from ..protocol.readthrough import EngineSettings, LocalBytes, ReadPolicy
 from ..protocol.steps import (
     Batch,
     Body,
@@ -240,6 +240,8 @@ class SyncDriver:
             value = local.get(key)
             if not local.is_miss(value):
                 events.l1_hit()
+                if type(value) is LocalBytes:  # local_copy: a fresh object per hit
+                    return host.codec.serializer.decode(value.flags, value.body)
                 return value
             epoch = local.epoch()
         started = perf_counter_ns()
@@ -408,6 +410,8 @@ class AsyncDriver:
             value = local.get(key)
             if not local.is_miss(value):
                 events.l1_hit()
+                if type(value) is LocalBytes:  # local_copy: a fresh object per hit
+                    return host.codec.serializer.decode(value.flags, value.body)
                 return value
             epoch = local.epoch()
         started = perf_counter_ns()

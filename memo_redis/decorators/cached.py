@@ -209,6 +209,7 @@ def cached(
     jitter: float = 0.0,
     digest_length: int | None = None,
     local: bool = False,
+    local_copy: bool = False,
     encrypt: bool | None = None,
 ) -> CachedDecorator: ...
 
@@ -232,6 +233,7 @@ def cached(
     jitter: float = 0.0,
     digest_length: int | None = None,
     local: bool = False,
+    local_copy: bool = False,
     encrypt: bool | None = None,
 ) -> Any:
     """Memoize a function's results in Redis.
@@ -265,7 +267,10 @@ def cached(
     ``local=True`` also keeps results in the cache's in-process :class:`~memo_redis.local.
     LocalCache` (L1), kept coherent with Redis by client tracking: a local hit costs well under a
     microsecond of cache work, and another process's write or invalidation reaches it within
-    milliseconds. Local hits return the same object each time, as ``functools.lru_cache`` does.
+    milliseconds. Local hits return the same object each time, as ``functools.lru_cache`` does:
+    don't mutate it. ``local_copy=True`` (implies ``local``) keeps the serialized value instead
+    and decodes a fresh object on every local hit, safe to mutate, at the cost of the decode
+    (see the Performance page for the figures).
 
     The decorated function gains ``cache_key(*a, **kw)``, ``invalidate(*a, **kw)``,
     ``refresh(*a, **kw)``, ``many(calls)``, ``cache_info()``, ``cache_clear()`` and
@@ -321,7 +326,8 @@ def cached(
         stats = Stats(plan.owner, plan.category)
         policy = ReadPolicy(
             ttl=ttl, category=category, should_store=should_store, single_flight=single_flight,
-            early_refresh=beta, jitter=jitter, strict=strict, events=stats, local=local,
+            early_refresh=beta, jitter=jitter, strict=strict, events=stats,
+            local=local or local_copy, local_copy=local_copy,
             tracking_prefix=lambda engine: plan.tracking_prefix(engine.namespace),
             name=plan.owner, encrypt=encrypt)
         core = CachedCall(plan, policy, stats, cache=cache,

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from .. import envelope
 from ..exceptions import CacheUnavailable
@@ -95,7 +95,8 @@ class ReadPolicy:
                  early_refresh: float = 0.0, jitter: float = 0.0, strict: bool | None = None,
                  events: ReadEvents | None = None, local: bool = False,
                  tracking_prefix: Callable[[Any], str] | None = None,
-                 name: str | None = None, encrypt: bool | None = None) -> None:
+                 name: str | None = None, encrypt: bool | None = None,
+                 local_copy: bool = False) -> None:
         self.name = name
         """The function this policy reads for (spans name it)."""
         self.encrypt = encrypt
@@ -109,6 +110,9 @@ class ReadPolicy:
         self.strict = strict
         self.events: ReadEvents = events if events is not None else NoEvents()
         self.local = local
+        self.local_copy = local_copy
+        """L1 hits decode a fresh copy from the kept bytes (safe to mutate) instead of returning
+        the one shared object."""
         self.tracking_prefix = tracking_prefix
         self.flights = FlightTables()
         self._local_for: tuple[Any, LocalCache | None] | None = None
@@ -157,15 +161,25 @@ class ReadPolicy:
         self._local_for = (engine, local)
         return local
 
-    @staticmethod
-    def keep_local(local: LocalCache, key: str, look: Lookup, epoch: int) -> None:
-        """Keep a hit in the L1 for as long as the entry lives in Redis."""
+    def keep_local(self, local: LocalCache, key: str, look: Lookup, epoch: int) -> None:
+        """Keep a hit in the L1 for as long as the entry lives in Redis (its serialized body,
+        with ``local_copy``)."""
         env = look.envelope
         size = len(env.body) if env is not None else 64
         ttl_ms = None
         if env is not None and env.expires_ms:
             ttl_ms = max(1, env.expires_ms - int(time.time() * 1000))
-        local.put(key, look.value, size, ttl_ms, epoch)
+        value = look.value
+        if self.local_copy and env is not None:
+            value = LocalBytes(env.flags, env.body)
+        local.put(key, value, size, ttl_ms, epoch)
+
+
+class LocalBytes(NamedTuple):
+    """What the L1 keeps for ``local_copy``: a value still serialized, decoded on each hit."""
+
+    flags: int
+    body: bytes
 
 
 def miss(ctx: EngineSettings, policy: ReadPolicy, key: str, fingerprint: bytes | None, look: Lookup,
