@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import reprlib
 import string
 from collections.abc import Collection, Mapping
 
@@ -109,24 +110,41 @@ class KeyTemplate:
             text = self._text(bound[name], name)
             parts.append(glob_escape(text) if escape else text)
             parts.append(literal)
-        return "".join(parts)
+        rendered = "".join(parts)
+        if rendered.startswith(_RESERVED) and rendered[len(_RESERVED):][:1] in ("", ":"):
+            filled = ", ".join(f"{{{name}}}={_SHORT.repr(bound[name])}" for name in self.fields)
+            raise ValueError(
+                f"key template {self.template!r} of {self.owner}: {filled} would put the key "
+                f"in the {_RESERVED + ':'!r} namespace, reserved for memo_redis's bookkeeping "
+                "keys (generations, fences, locks, indexes)"
+            )
+        return rendered
 
 
 # A substituted value must stay inside its own segment: ``:`` would add segments (so
 # ``table="users:data"`` would land in table ``users``'s scope), ``{``/``}`` would move a Redis
-# Cluster hash tag, control characters make keys unreadable in logs. Percent-encoding them (and
-# ``%`` itself, so the encoding is one-to-one) keeps every other value's key unchanged.
+# Cluster hash tag, control characters make keys unreadable in logs, and a lone surrogate (text
+# decoded with ``surrogateescape``, a JSON ``"\ud800"``) cannot be sent to Redis at all.
+# Percent-encoding them (surrogates as their ``surrogatepass`` bytes; ``%`` itself too, so the
+# encoding is one-to-one) keeps every other value's key unchanged.
 _SEGMENT_ESCAPES = str.maketrans(
-    {c: f"%{ord(c):02X}" for c in "%:{}" + "".join(map(chr, [*range(0x20), 0x7F]))}
+    {c: "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+     for c in "%:{}" + "".join(map(chr, [*range(0x20), 0x7F, *range(0xD800, 0xE000)]))}
 )
-_SEGMENT_SPECIAL = re.compile(r"[%:{}\x00-\x1f\x7f]")
+_SEGMENT_SPECIAL = re.compile(r"[%:{}\x00-\x1f\x7f\ud800-\udfff]")
+_RESERVED = "__memo__"
+"""The first segment of memo_redis's bookkeeping keys (``memo_redis.layout.INTERNAL_PREFIX``,
+a floor above): no rendered template may start with it."""
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
 
 
 def segment_escape(text: str) -> str:
     """Percent-encode what would let a template value leave its key segment.
 
-    ``%``, ``:``, ``{``, ``}`` and control characters become ``%XX``; everything else is kept,
-    so ``"users"`` stays ``users`` and ``"users:data"`` becomes ``users%3Adata``::
+    ``%``, ``:``, ``{``, ``}`` and control characters become ``%XX``, a lone surrogate the
+    ``%XX%XX%XX`` of its ``surrogatepass`` bytes; everything else is kept, so ``"users"`` stays
+    ``users`` and ``"users:data"`` becomes ``users%3Adata``::
 
         >>> segment_escape("users:data"), segment_escape("users")
         ('users%3Adata', 'users')
