@@ -12,16 +12,23 @@ between blocks of calls:
 
 * ``on``: the default.
 * ``off``: ``metrics.set_enabled(False)``; the target compares ``on`` with it.
+* ``off again (A/A control)``: ``off`` once more, entered through the same class swaps a real
+  switch makes (on, then off): its ratio to ``off`` shows what the method reads when nothing
+  differs.
 * ``off, untimed`` *(diagnostic)*: ``off``, and the drivers' ``read()`` recompiled from its own
   source without the lookup timing (the events get ``-1``: not timed).
+* ``on, untimed (no histogram)`` *(diagnostic)*: ``on`` with that ``read()``: the recorder counts
+  the hit but, given no duration, skips the lookup histogram.
 * ``off, untimed, no recorder call`` *(diagnostic)*: that, and ``Stats.hit`` without the call of
   the no-op recorder: what a hit costs when metrics off skips every piece of metrics.
 
 Figures: the sync hit and the async hit (``@cached`` on the benchmark server's unix socket), and
 the sync hit on a client stand-in that replays the ``MGET`` reply from memory (no I/O: memo_redis's
 own CPU per hit, where the pieces are visible above the noise of the round trip). Rounds (21 by
-default) rotate the order of the figures and of the variants; ``on`` and ``off`` always run
-back to back, in alternating order. A ratio is the median over rounds of (variant / ``off``) in
+default) rotate the order of the figures and of the variants; in a round each figure runs its
+variants and its raw baseline in :data:`SPLIT` passes of short blocks, the order reversed every
+other pass, with ``on``, ``off`` and the control always back to back. A variant's figure for the
+round is the mean over its passes; a ratio is the median over rounds of (variant / ``off``) in
 the same round; a piece's cost is the median over rounds of the difference of two variants' µs
 in the same round. Each placement of :mod:`bench.placement` (same core, different cores) is
 measured, both sides pinned. Separately, each piece is timed alone (CPU only, the minimum over
@@ -64,18 +71,27 @@ from memo_redis.decorators import stats as stats_module
 RESULTS = Path(__file__).resolve().parent / "results" / "metrics-switch.json"
 LIMIT_RATIO = 1.02
 ON, OFF = "on", "off"
+CONTROL = "off again (A/A control)"
 UNTIMED = "off, untimed"
 BARE = "off, untimed, no recorder call"
-VARIANTS = (ON, OFF, UNTIMED, BARE)
+ON_UNTIMED = "on, untimed (no histogram)"
+VARIANTS = (ON, OFF, CONTROL, ON_UNTIMED, UNTIMED, BARE)
+ADJACENT = (ON, OFF, CONTROL)
+"""Always run back to back (``on off control``, reversed in odd rounds and passes)."""
 SYNC, ASYNC, NO_IO = "sync hit", "async hit", "sync hit, no I/O"
 FIGURES = (SYNC, ASYNC, NO_IO)
 RAW_OF = {SYNC: latency.SYNC_BASELINE, ASYNC: latency.ASYNC_BASELINE}
-PIECES = (
-    ("recorder body (what set_enabled(False) removes)", ON, OFF),
-    ("lookup timing: 2 perf_counter_ns() + subtraction", OFF, UNTIMED),
-    ("call of the no-op recorder from Stats.hit", UNTIMED, BARE),
-    ("all of metrics (on against bare)", ON, BARE),
+PIECES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("set_enabled(False) saves (on - off)", (ON,), (OFF,)),
+    ("still paid when off: lookup timing (off - off,untimed)", (OFF,), (UNTIMED,)),
+    ("still paid when off: no-op recorder call (untimed - bare)", (UNTIMED,), (BARE,)),
+    ("all of metrics (on - bare), made of:", (ON,), (BARE,)),
+    ("  timing + histogram, on (on - on,untimed)", (ON,), (ON_UNTIMED,)),
+    ("  counting body (on,untimed - off,untimed)", (ON_UNTIMED,), (UNTIMED,)),
+    ("  no-op recorder call (off,untimed - bare)", (UNTIMED,), (BARE,)),
+    ("histogram alone (timing + histogram - timing)", (ON, UNTIMED), (ON_UNTIMED, OFF)),
 )
+"""Each piece: its label, the variants added and the variants subtracted, per round."""
 WARM_CALLS = 20
 MAX_CALLS = 20_000
 SPLIT = 10
@@ -109,20 +125,24 @@ class Switch:
 
     def available(self, variant: str) -> bool:
         """Can this variant be built against this memo_redis?"""
-        if variant in (ON, OFF):
+        if variant in ADJACENT:
             return True
         if len(self.untimed_reads) != len(self.original_reads):
             return False
-        return variant == UNTIMED or self.bare_stats_hit is not None
+        return variant != BARE or self.bare_stats_hit is not None
 
     def apply(self, variant: str) -> None:
         """Switch metrics and the patches to ``variant``."""
-        if metrics.enabled() != (variant == ON):
-            metrics.set_enabled(variant == ON)
+        if variant == CONTROL:  # the class swap a real switch makes, then off again
+            metrics.set_enabled(True)
+            metrics.set_enabled(False)
+        elif metrics.enabled() != (variant in (ON, ON_UNTIMED)):
+            metrics.set_enabled(variant in (ON, ON_UNTIMED))
         # Assign only what changes: assigning a class attribute invalidates the interpreter's
         # specializations keyed on that class, even with the same value.
         for cls, function in self.original_reads.items():
-            chosen = self.untimed_reads[cls] if variant in (UNTIMED, BARE) else function
+            chosen = (self.untimed_reads[cls] if variant in (ON_UNTIMED, UNTIMED, BARE)
+                      else function)
             if cls.__dict__["read"] is not chosen:
                 cls.read = chosen  # type: ignore[method-assign]
         hit = self.bare_stats_hit if variant == BARE else self.original_stats_hit
@@ -283,8 +303,9 @@ def measure_placement(c: Contenders, switch: Switch, p: placement.Placement, ser
         figures = FIGURES[r % len(FIGURES):] + FIGURES[: r % len(FIGURES)]
         misses = c.misses()
         for figure in figures:
-            pair = [ON, OFF] if r % 2 == 0 else [OFF, ON]
-            units: list[list[str]] = [pair, *[[v] for v in variants if v not in (ON, OFF)]]
+            adjacent = list(ADJACENT) if r % 2 == 0 else list(ADJACENT[::-1])
+            units: list[list[str]] = [adjacent,
+                                      *[[v] for v in variants if v not in ADJACENT]]
             if figure in c.raw:
                 units.append([RAW_OF[figure]])
             units = units[r % len(units):] + units[: r % len(units)]
@@ -430,16 +451,22 @@ def summarize(run: Run) -> dict[str, Any]:
                 to_raw = [a / b for a, b in zip(by_variant[name], by_variant[raw], strict=True)]
                 variants[name]["ratio_to_raw"] = statistics.median(to_raw)
         pieces: dict[str, Any] = {}
-        for label, slower, faster in PIECES:
-            if slower in by_variant and faster in by_variant:
-                diff = [(a - b) * 1000.0 for a, b in zip(by_variant[slower], by_variant[faster],
-                                                         strict=True)]
-                cpu_diff = [(a - b) * 1000.0 for a, b in zip(cpu[slower], cpu[faster],
-                                                             strict=True)]
-                pieces[label] = {"ns": statistics.median(diff), "ns_p25_p75": _quartiles(diff),
-                                 "cpu_ns": statistics.median(cpu_diff),
-                                 "share_of_off_hit": statistics.median(diff) / 1000.0
-                                 / statistics.median(off)}
+        for label, plus, minus in PIECES:
+            if not all(name in by_variant for name in plus + minus):
+                continue
+            diffs = []
+            for table_ in (by_variant, cpu):
+                per_round = [0.0] * len(off)
+                for sign, names in ((1.0, plus), (-1.0, minus)):
+                    for name in names:
+                        per_round = [t + sign * x * 1000.0
+                                     for t, x in zip(per_round, table_[name], strict=True)]
+                diffs.append(per_round)
+            diff, cpu_diff = diffs
+            pieces[label] = {"ns": statistics.median(diff), "ns_p25_p75": _quartiles(diff),
+                             "cpu_ns": statistics.median(cpu_diff),
+                             "share_of_off_hit": statistics.median(diff) / 1000.0
+                             / statistics.median(off)}
         out[figure] = {"variants": variants, "pieces": pieces}
     return out
 
@@ -464,7 +491,7 @@ def table(summaries: dict[str, dict[str, Any]], micro: dict[str, float], rounds:
                     f"{v['cpu_ratio_to_off']:7.4f}x{to_raw:>8}")
             for label, piece in f["pieces"].items():
                 lo, hi = piece["ns_p25_p75"]
-                lines.append(f"    {label:<52}{piece['ns']:8.0f} ns ({lo:.0f}..{hi:.0f}), "
+                lines.append(f"    {label:<58}{piece['ns']:7.0f} ns ({lo:.0f}..{hi:.0f}), "
                              f"client CPU {piece['cpu_ns']:.0f} ns, "
                              f"{piece['share_of_off_hit'] * 100:+.2f}% of the off hit")
         lines.append("")
@@ -477,7 +504,8 @@ def table(summaries: dict[str, dict[str, Any]], micro: dict[str, float], rounds:
 
 
 def checks(summaries: dict[str, dict[str, Any]]) -> list[report.Check]:
-    """``on`` <= 1.02x ``off`` for the sync and async hit, per placement; no-I/O as info."""
+    """``on`` <= 1.02x ``off`` for the sync and async hit, per placement; the no-I/O hit and
+    the A/A control as info."""
     out = []
     for where, figures in summaries.items():
         for figure in FIGURES:
@@ -492,6 +520,14 @@ def checks(summaries: dict[str, dict[str, Any]]) -> list[report.Check]:
                 f"{v['rounds_slower_than_off']}/{v['rounds_compared']} rounds; "
                 f"{v['median_us']:.2f} vs {off['median_us']:.2f} us)", f"<= {LIMIT_RATIO:.2f}x",
                 v["ratio_to_off"] <= LIMIT_RATIO, informational=figure == NO_IO))
+            control = figures[figure]["variants"].get(CONTROL)
+            if control is not None:
+                lo, hi = control["ratio_to_off_p25_p75"]
+                out.append(report.Check(
+                    f"{figure}, A/A control (off again / off)", f"unix / {where}",
+                    f"{control['ratio_to_off']:.4f}x (p25..p75 {lo:.4f}..{hi:.4f})",
+                    "about 1.00x", abs(control["ratio_to_off"] - 1.0) <= LIMIT_RATIO - 1.0,
+                    informational=True))
     return out
 
 
