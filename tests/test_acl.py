@@ -195,7 +195,7 @@ def exercise(cache: RedisCaching, other: RedisCaching, patience: float = 5.0) ->
     @cached(cache=cache, prefix="sql:{table}", category="slow")
     def slow(table: str) -> tuple[str, int]:
         ran("slow")
-        time.sleep(0.2)
+        time.sleep(0.1)
         return (table, version[table])
 
     @cached(cache=cache, prefix="sql:{table}", category="local", local=True)
@@ -356,8 +356,8 @@ def test_each_permission_is_needed_and_its_absence_fails_open_with_one_warning(
     a channel), besides at most one error saying an invalidation it could not send is kept."""
     apply(admin, [w for w in BASE if w != missing])
     caplog.set_level(logging.WARNING, logger="memo_redis")
-    with as_user(server) as cache, RedisCaching(server.args()) as other:
-        out = exercise(cache, other, patience=0.5)
+    with as_user(server, lock_wait=0.2) as cache, RedisCaching(server.args()) as other:
+        out = exercise(cache, other, patience=0.2)
         local = cache.local_cache()
         assert local is not None
         if missing == "+ping":
