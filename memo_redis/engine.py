@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ import redis
 import redis.asyncio
 
 from .backend.clients import (
+    DEFAULT_SOCKET_TIMEOUT,
     build_async_client,
     build_async_twin,
     build_client,
@@ -50,6 +52,22 @@ def _check_seconds(name: str, value: object) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not 0 < value < math.inf):
         raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def check_wait(wait_replicas: int, wait_timeout: float, args: RedisArgs | None) -> None:
+    """Refuse a bad ``wait_replicas`` / ``wait_timeout`` (:class:`ConfigError` naming it); with
+    ``args`` (clients this cache builds), a ``wait_timeout`` the socket timeout would cut."""
+    if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) or wait_replicas < 0:
+        raise ConfigError(f"wait_replicas must be an integer >= 0, got {wait_replicas!r}")
+    _check_seconds("wait_timeout", wait_timeout)
+    if args is None or not wait_replicas:
+        return
+    socket_timeout = args.socket_timeout or DEFAULT_SOCKET_TIMEOUT
+    if wait_timeout >= socket_timeout:
+        raise ConfigError(
+            f"wait_timeout must be shorter than the socket timeout (REDIS_SOCKET_TIMEOUT, "
+            f"{socket_timeout!r} s), got {wait_timeout!r}: a WAIT that long would be cut as a "
+            "timeout, an outage")
 
 
 def build_sealer(signing_key: KeyInput | None = None, encryption_key: KeyInput | None = None,
@@ -111,6 +129,8 @@ class Engine:
         signing_key: KeyInput | None = None,
         encryption_key: KeyInput | None = None,
         encrypt: bool | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
     ) -> None:
         if not isinstance(namespace, str) or not namespace or "*" in namespace:
             raise ConfigError(
@@ -126,6 +146,7 @@ class Engine:
         _check_seconds("lock_timeout", lock_timeout)
         _check_seconds("lock_wait", lock_wait)
         _check_seconds("fence_ttl", fence_ttl)
+        check_wait(wait_replicas, wait_timeout, args if client is None else None)
         if max_value_size is not None and (
             isinstance(max_value_size, bool) or not isinstance(max_value_size, int)
             or max_value_size < 1
@@ -183,6 +204,8 @@ class Engine:
         )
         self._lock_timeout_ms = round(lock_timeout * 1000)
         self._scan = (scan_threshold, scan_count)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = float(wait_timeout)
         self.topology = Cluster() if cluster else SingleServer()
         self.sync = SyncDriver(self)
         """Runs flows and read-throughs with blocking I/O."""
@@ -204,7 +227,9 @@ class Engine:
                                  fence_ttl_ms=self.fence_ttl_ms)
         scan_threshold, scan_count = self._scan
         self.invalidator = Invalidator(topology, self.requests,
-                                       scan_threshold=scan_threshold, scan_count=scan_count)
+                                       scan_threshold=scan_threshold, scan_count=scan_count,
+                                       replicas=self.wait_replicas,
+                                       wait_ms=max(1, round(self.wait_timeout * 1000)))
 
     @property
     def layout(self) -> KeyLayout:
@@ -305,9 +330,14 @@ class Engine:
     # -- invalidations that could not be sent --------------------------------------------------
 
     def defer(self, kind: str, target: str) -> None:
-        """Keep an invalidation (``kind`` "pattern" or "key") that could not be sent; it is
-        applied before this process next reads or writes the cache."""
-        self.gate.defer(kind, target)
+        """Keep an invalidation (``kind`` "pattern" or "key") that could not be sent, or that
+        too few replicas acknowledged (``wait_replicas``); it is applied before this process
+        next reads or writes the cache.
+
+        Called while the invalidation's :class:`CacheUnavailable` is being handled: that error
+        tells the log which of the two happened.
+        """
+        self.gate.defer(kind, target, sys.exc_info()[1])
         local = self._local
         if local is not None:
             local.clear()  # it may hold what the invalidation targets; lookups refill it later

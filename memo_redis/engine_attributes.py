@@ -90,6 +90,16 @@ class EngineAttributes:
         self.engine.race_protection = enabled
 
     @property
+    def wait_replicas(self) -> int:
+        """Replicas that must acknowledge each invalidation before it returns (0: none)."""
+        return self.engine.wait_replicas
+
+    @property
+    def wait_timeout(self) -> float:
+        """Longest wait (seconds) for ``wait_replicas`` replicas to acknowledge an invalidation."""
+        return self.engine.wait_timeout
+
+    @property
     def before_store(self) -> Callable[[str], None] | None:
         """Test hook: called with the key between a computation's return and its store."""
         return self.engine.before_store

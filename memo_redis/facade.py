@@ -75,6 +75,14 @@ class RedisCaching(EngineAttributes, SQLMethods):
     does not open (written without the key, tampered with, copied from another key, sealed
     with a removed key) is a miss, counted in :attr:`rejected_values` and logged once per key,
     never deserialized. ``serializer="pickle"`` refuses to start without a key.
+
+    Invalidations that survive a failover (see ``docs/cluster-and-sentinel.md``): with
+    ``wait_replicas=n`` every invalidation returns only once ``n`` replicas of the primary that
+    applied it acknowledged it (``WAIT``, pipelined with its writes), so promoting one of them
+    cannot bring the invalidated entries back. Fewer within ``wait_timeout`` seconds (default
+    0.5, shorter than the socket timeout) fail the invalidation like an outage would: it is
+    logged at error level once, kept and applied again before this process next reads or
+    writes the cache, and raises :class:`CacheUnavailable` in strict mode.
     """
 
     def __init__(
@@ -100,6 +108,8 @@ class RedisCaching(EngineAttributes, SQLMethods):
         signing_key: KeyInput | None = None,
         encryption_key: KeyInput | None = None,
         encrypt: bool | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
     ) -> None:
         if is_client(target):
             if client is not None:
@@ -131,7 +141,8 @@ class RedisCaching(EngineAttributes, SQLMethods):
             lock_timeout=lock_timeout, lock_wait=lock_wait, fence_ttl=fence_ttl,
             scan_threshold=scan_threshold, scan_count=scan_count,
             race_protection=race_protection, signing_key=signing_key,
-            encryption_key=encryption_key, encrypt=encrypt,
+            encryption_key=encryption_key, encrypt=encrypt, wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
         )
         """The machinery (settings, clients, drivers) this facade forwards to."""
         self._policies: dict[tuple[Any, ...], ReadPolicy] = {}

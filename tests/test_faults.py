@@ -146,10 +146,13 @@ def test_strict_raises_cache_unavailable_when_down(tmp_path: Path, where: str) -
 def test_killed_server_fails_open_and_restart_resumes_caching(
     server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """After SIGKILL calls stay correct (one warning); caching resumes within 2 s of a restart."""
+    """After SIGKILL calls stay correct (one warning); caching resumes within 2 s of a restart,
+    and the outage is logged as over once no call has failed for the quiet period."""
     server = server_factory()
     caplog.set_level(logging.WARNING, logger="memo_redis")
     with RedisCaching(server.args()) as cache:
+        later = [0.0]
+        cache.engine.gate.clock = lambda: time.monotonic() + later[0]
         square = Square(cache)
         assert square(2) == square(2) == 4
         assert square.runs == [2]
@@ -165,6 +168,9 @@ def test_killed_server_fails_open_and_restart_resumes_caching(
         server.restart()
         recovery = _wait_for_hit(square, 5)
         assert recovery <= RECOVERY_BOUND + SLACK
+        assert not [r for r in caplog.records if "is back" in r.getMessage()]
+        later[0] += cache.engine.gate.quiet_period
+        assert square(2) == 4
         back = [r for r in caplog.records if "is back" in r.getMessage()]
         assert len(back) == 1
 
@@ -480,6 +486,7 @@ def test_invalidations_while_paused_are_fast_logged_once_and_applied_when_back(
     caplog.set_level(logging.WARNING, logger="memo_redis")
     cache = RedisCaching(server.args(socket_timeout=0.5), failure_threshold=1)
     cache.breaker = CircuitBreaker(1, 5.0, clock=lambda: now[0])
+    cache.engine.gate.clock = lambda: now[0]  # the outage's quiet period too
 
     @cached(cache=cache, prefix="sql:accounts", ttl=600)
     def account(i: int) -> str:

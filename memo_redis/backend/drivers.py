@@ -37,7 +37,7 @@ from ..protocol.steps import (
 )
 from ..tracing import span
 from ..transaction_state import bypasses
-from . import fastpath
+from . import fastpath, waits
 from .gate import CLIENT_ERRORS, UNBROKEN_OPS, UNGATED_OPS, Gate
 
 T = TypeVar("T")
@@ -200,7 +200,8 @@ class SyncDriver:
 
     def _pipeline(self, client: Any, batch: Batch) -> list[Any]:
         """One pipeline; scripts are loaded in the same round trip the first time, and the
-        pipeline is sent once more with the load after a server restart (NOSCRIPT)."""
+        pipeline is sent once more with the load after a server restart (NOSCRIPT). On a
+        cluster, a batch ending in WAIT goes one connection per primary (:mod:`.waits`)."""
         scripts = {s.script.sha: s.script for s in batch.steps if isinstance(s, RunScript)}
         for attempt in range(2):
             load = [s for s in scripts.values() if attempt > 0 or s.sha not in self.loaded]
@@ -209,9 +210,12 @@ class SyncDriver:
                     client.script_load(script.source)
                     self.loaded.add(script.sha)
                 load = []
-            pipe = client.pipeline(transaction=False)
-            _queue(pipe, batch, load)
-            results = list(pipe.execute(raise_on_error=False))
+            if self.host.topology.spans_nodes and waits.waits(batch):
+                results = waits.on_primaries(client, batch)
+            else:
+                pipe = client.pipeline(transaction=False)
+                _queue(pipe, batch, load)
+                results = list(pipe.execute(raise_on_error=False))
             retry = _settle(results, load, self.loaded)
             if retry is None:
                 return results
@@ -384,9 +388,12 @@ class AsyncDriver:
                     await client.script_load(script.source)
                     self.loaded.add(script.sha)
                 load = []
-            pipe = client.pipeline(transaction=False)
-            _queue(pipe, batch, load)
-            results = list(await pipe.execute(raise_on_error=False))
+            if self.host.topology.spans_nodes and waits.waits(batch):
+                results = await waits.aon_primaries(client, batch)
+            else:
+                pipe = client.pipeline(transaction=False)
+                _queue(pipe, batch, load)
+                results = list(await pipe.execute(raise_on_error=False))
             retry = _settle(results, load, self.loaded)
             if retry is None:
                 return results

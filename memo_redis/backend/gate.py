@@ -1,13 +1,17 @@
 """Whether a command may go out, and what its failure means.
 
 * The circuit breaker skips Redis after repeated connection failures.
-* Outages are logged once when they start and once when they end.
+* Outages are logged once when they start and once when they end: the end only once no call
+  has failed for a quiet period (:attr:`Gate.quiet_period`), so the successes and failures
+  that alternate during a failover (nodes still up, a breaker probe) log one outage, not one
+  per flap. The breaker itself closes at the first success, as before.
 * Only connection and timeout failures are outages; a command Redis answered with an error
   (NOPERM, WRONGTYPE, OOM, READONLY, a script error) is a *refusal*, logged once per kind. An
   ACL refusal is logged once per missing permission, naming it (:func:`acl_refusal`): Redis
   names neither the key nor, before 7.2, the command a script was refused.
-* Invalidations that could not be sent are kept and applied before this process next reads or
-  writes the cache (:class:`Deferred`).
+* Invalidations that could not be sent, or that too few replicas acknowledged
+  (``wait_replicas``), are kept and applied before this process next reads or writes the cache
+  (:class:`Deferred`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from typing import Final
 
 from redis.exceptions import (
@@ -32,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..breaker import CircuitBreaker
 from ..exceptions import CacheUnavailable
 from ..protocol import steps
-from ..protocol.invalidation import Invalidator
+from ..protocol.invalidation import Invalidator, Unacknowledged
 from ..protocol.steps import Flow
 
 log = logging.getLogger("memo_redis")
@@ -50,6 +56,10 @@ UNBROKEN_OPS: Final = frozenset({"apply", "unlock", "hit_rate"})
 callers until it expires), the statistics, and the invalidations applied once
 Redis is back (their caller already passed the breaker)."""
 MAX_DEFERRED: Final = 1000
+QUIET_FLOOR: Final = 5.0
+"""Seconds without a failed call before an outage is logged as over (or two breaker
+cool-downs, if longer): during a failover, failures recur at least once per cool-down (the
+breaker's probe) plus a connect timeout, until Sentinel or the cluster has promoted a replica."""
 
 
 _SCRIPTS: Final = {s.sha: s for s in (steps.STORE, steps.CLAIM, steps.BUMP, steps.DRAIN_INDEX,
@@ -154,14 +164,31 @@ class Deferred:
 class Gate:
     """The breaker, the outage state and the deferred invalidations of one cache."""
 
-    def __init__(self, breaker: CircuitBreaker, target: str, password: str | None) -> None:
+    def __init__(self, breaker: CircuitBreaker, target: str, password: str | None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.breaker = breaker
         self.target = target
         self._password = password
         self.deferred = Deferred()
         self.outage = False
+        """Logged as started and not yet as over (calls may succeed meanwhile)."""
         self.last_error: BaseException | None = None
         self._warned: set[str] = set()
+        self.clock = clock
+        """Seconds, for the quiet period (a test may swap it)."""
+        self.quiet: float | None = None
+        """The quiet period in seconds; None: :data:`QUIET_FLOOR` or two breaker cool-downs."""
+        self._last_failure = 0.0
+        self._answered = False  # a call succeeded since the last failure
+        self._unacknowledged_until = 0.0
+        self._outage_lock = threading.Lock()
+
+    @property
+    def quiet_period(self) -> float:
+        """Seconds without a failed call after which an outage is logged as over."""
+        if self.quiet is not None:
+            return self.quiet
+        return max(QUIET_FLOOR, 2 * self.breaker.reset_timeout)
 
     def unavailable(self, op: str, exc: BaseException, *, cluster: bool) -> CacheUnavailable:
         """Record a failure (breaker, one warning per outage) and build the error to raise."""
@@ -172,9 +199,7 @@ class Gate:
         if isinstance(exc, INFRA_ERRORS):
             self.last_error = exc
             self.breaker.record_failure()
-            if not self.outage:
-                self.outage = True
-                log.warning("memo_redis: Redis unavailable, running uncached: %s", message)
+            self._failed(message)
         else:
             refusal = acl_refusal(op, exc)
             kinds = {type(exc).__name__}
@@ -197,13 +222,41 @@ class Gate:
         return error
 
     def succeeded(self) -> None:
-        """A command succeeded: close the breaker, end the outage."""
-        if self.outage and not self.deferred:
+        """A command succeeded: close the breaker; end the outage once it has been quiet."""
+        if self.outage:
+            self._succeeded_in_outage()
+        self.breaker.record_success()
+
+    def _failed(self, message: str) -> None:
+        """An outage failure: log the start of an outage, unless this one continues (a failure
+        within the quiet period after the last one: a failover's flap)."""
+        now = self.clock()
+        with self._outage_lock:
+            # Calls succeeded after the last failure and none failed for the quiet period, but
+            # none came after it to log the end: that outage is over, and this one is new.
+            over = (self.outage and self._answered
+                    and now - self._last_failure >= self.quiet_period)
+            starts = over or not self.outage
+            self.outage, self._answered, self._last_failure = True, False, now
+        if over:
+            log.warning("memo_redis: Redis at %s is back, caching resumed (logged late: no call "
+                        "came after the quiet period)", self.target)
+        if starts:
+            log.warning("memo_redis: Redis unavailable, running uncached: %s", message)
+
+    def _succeeded_in_outage(self) -> None:
+        now = self.clock()
+        with self._outage_lock:
+            if not self.outage:
+                return
+            self._answered = True
             # With invalidations pending, the end of the outage is announced once they are
             # applied (that runs before anything else reads or writes the cache).
+            if self.deferred or now - self._last_failure < self.quiet_period:
+                return
             self.outage = False
-            log.warning("memo_redis: Redis at %s is back, caching resumed", self.target)
-        self.breaker.record_success()
+        log.warning("memo_redis: Redis at %s is back, caching resumed (no call has failed for "
+                    "%.1f s)", self.target, self.quiet_period)
 
     @staticmethod
     def is_refusal(error: CacheUnavailable) -> bool:
@@ -211,15 +264,23 @@ class Gate:
         a script error), False for an outage (connection, timeout, circuit open)."""
         return not isinstance(error.__cause__, INFRA_ERRORS)
 
-    def defer(self, kind: str, target: str) -> None:
-        """Keep an invalidation that could not be sent, to apply it before this process reads or
-        writes the cache again.
+    def defer(self, kind: str, target: str, error: BaseException | None = None) -> None:
+        """Keep an invalidation that could not be sent (or that too few replicas acknowledged:
+        ``error`` is :class:`Unacknowledged`), to apply it before this process reads or writes
+        the cache again.
 
         The first invalidation kept is logged at error level (other processes may serve stale
         entries meanwhile); the next ones are only counted, and the end of the outage is logged
         with their number.
         """
-        if self.deferred.add(kind, target):
+        first = self.deferred.add(kind, target)
+        if first and isinstance(error, Unacknowledged):
+            log.error("memo_redis: invalidation of %r was applied by %s but not acknowledged in "
+                      "time (%s); it is kept, with any that follow, and applied again until "
+                      "enough replicas acknowledge it (this process bypasses the cache until "
+                      "then; a failover meanwhile could bring back the entries it invalidated)",
+                      target, self.target, error)
+        elif first:
             log.error("memo_redis: invalidation of %r could not be sent to %s; it is kept, with "
                       "any that follow, and applied once Redis answers (this process bypasses "
                       "the cache until then; other processes may serve stale entries)",
@@ -227,11 +288,21 @@ class Gate:
 
     def applied(self, calls: int, distinct: int) -> None:
         """Log that ``calls`` deferred invalidations (``distinct`` different) were applied."""
-        if self.outage:
-            self.outage = False
+        now = self.clock()
+        with self._outage_lock:
+            during = self.outage
+            if during and now - self._last_failure >= self.quiet_period:
+                self.outage = during = False
+                back = True
+            else:
+                back = False
+        if back:
             log.warning("memo_redis: Redis at %s is back, caching resumed; applied %d "
                         "invalidation(s) deferred during the outage (%d distinct)",
                         self.target, calls, distinct)
+        elif during:  # the outage is logged as over after its quiet period
+            log.warning("memo_redis: applied %d invalidation(s) deferred during the outage "
+                        "(%d distinct) on %s", calls, distinct, self.target)
         else:
             log.warning("memo_redis: applied %d invalidation(s) that had failed on %s",
                         calls, self.target)
@@ -245,6 +316,10 @@ class Gate:
         this process, across an outage or a failover).
         """
         deferred = self.deferred
+        if self.clock() < self._unacknowledged_until:
+            raise CacheUnavailable(f"{op} skipped: invalidations kept earlier were not "
+                                   "acknowledged by enough replicas (wait_replicas); they are "
+                                   "tried again once per breaker cool-down")
         if not deferred.applying.acquire(blocking=False):
             raise CacheUnavailable(f"{op} skipped: invalidations that failed earlier are being "
                                    "applied by another thread")
@@ -260,5 +335,9 @@ class Gate:
             deferred.settled(calls)
             if pending:
                 self.applied(calls, len(pending))
+        except Unacknowledged:
+            # Each try bumps the generations again and may wait wait_timeout: not on every read.
+            self._unacknowledged_until = self.clock() + self.breaker.reset_timeout
+            raise
         finally:
             deferred.applying.release()
