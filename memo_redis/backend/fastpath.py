@@ -12,18 +12,29 @@ connection the server closed), none after a timeout.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-_pack_command: Any
-try:  # hiredis (the hiredis extra) packs in C, about 3x faster
-    from hiredis import pack_command as _pack_command
-except ImportError:  # pragma: no cover - depends on the extra
-    _pack_command = None
+
+def _hiredis_packer() -> Callable[[tuple[str | bytes, ...]], bytes] | None:
+    """hiredis's ``pack_command`` (the hiredis extra packs in C, about 3x faster), if installed.
+
+    Imported by name so the type check reads the same with and without the extra.
+    """
+    try:
+        module = importlib.import_module("hiredis")
+    except ImportError:  # pragma: no cover - depends on the extra
+        return None
+    return cast("Callable[[tuple[str | bytes, ...]], bytes]", module.pack_command)
+
+
+_pack_command = _hiredis_packer()
 
 RETRYABLE = (RedisConnectionError,)
 """What the clients memo_redis builds retry once at once (``Retry(NoBackoff(), 1)``)."""
