@@ -327,6 +327,14 @@ class Engine:
         if self._local is not None:
             self._local.configure(max_entries=max_entries, max_bytes=max_bytes, max_ttl=max_ttl)
 
+    def invalidated_here(self, kind: str, target: str) -> None:
+        """This process just invalidated ``target`` (``kind`` "pattern" or "key"): its own L1
+        drops what it may hold of it now, so the next call here reads the new value without
+        waiting for the server's tracking notification."""
+        local = self._local
+        if local is not None:
+            local.forget(target if kind == "key" else None)
+
     # -- invalidations that could not be sent --------------------------------------------------
 
     def defer(self, kind: str, target: str) -> None:

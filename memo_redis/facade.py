@@ -375,19 +375,23 @@ class RedisCaching(EngineAttributes, SQLMethods):
         record_invalidation(self, kind, target)
         try:
             with span("memo_redis.invalidate", pattern=target):
-                return self.engine.sync.run(self.engine.invalidation(kind, target))
+                removed = self.engine.sync.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:
             self.engine.defer(kind, target)
             return self._fail_open(error, strict, 0)
+        self.engine.invalidated_here(kind, target)
+        return removed
 
     async def _ainvalidate(self, kind: Kind, target: str, strict: bool | None) -> int:
         record_invalidation(self, kind, target)
         try:
             with span("memo_redis.invalidate", pattern=target):
-                return await self.engine.aio.run(self.engine.invalidation(kind, target))
+                removed = await self.engine.aio.run(self.engine.invalidation(kind, target))
         except CacheUnavailable as error:
             self.engine.defer(kind, target)
             return self._fail_open(error, strict, 0)
+        self.engine.invalidated_here(kind, target)
+        return removed
 
     def invalidate(self, pattern: str, *, strict: bool | None = None) -> int:
         """Invalidate every entry matching a Redis glob ``pattern``; returns the number deleted.

@@ -251,6 +251,22 @@ class LocalCache:
             thread.join(timeout=2.0)
         self._thread = None
 
+    def forget(self, key: str | None) -> None:
+        """This process invalidated ``key`` (None: a pattern): drop it (everything) now, without
+        waiting for the server's notification, and refuse fills that read Redis before.
+
+        A pattern drops everything rather than the keys it matches: an entry reading several
+        tables sits under the first one's key, so a pattern naming another table would miss it.
+        """
+        if key is None:
+            self.clear()
+            return
+        with self._lock:
+            self._epoch += 1
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry[1]
+
     def _drop(self, key: str) -> None:
         with self._lock:
             entry = self._entries.pop(key, None)
