@@ -158,9 +158,11 @@ class Switch:
 def _untimed(function: Any) -> Any:
     """``read`` compiled again from its source with the lookup timing taken out."""
     source = textwrap.dedent(inspect.getsource(function))
-    edits = ((r"\n[ \t]*started = perf_counter_ns\(\)\n", "\n"),
-             (r"events\.hit\(perf_counter_ns\(\) - started\)", "events.hit()"),
-             (r"events\.miss\(perf_counter_ns\(\) - started\)", "events.miss()"))
+    edits = ((r"\n[ \t]*self\._tick = tick = .*\n", "\n"),
+             (r"\n[ \t]*started = 0 if tick else perf_counter_ns\(\)\n", "\n"),
+             (r"events\.hit\(-1 if tick else perf_counter_ns\(\) - started\)", "events.hit()"),
+             (r"events\.miss\(-1 if tick else perf_counter_ns\(\) - started\)",
+              "events.miss()"))
     for old, new in edits:
         source, count = re.subn(old, new, source)
         if count != 1:
