@@ -405,8 +405,9 @@ class RedisCaching(EngineAttributes, SQLMethods):
           the table's index set (it holds the entries memo_redis wrote, so keys written by
           other clients are then left to expire): for a table (``sql:users:*``) when the
           keyspace holds more than ``scan_threshold`` keys (O(matches)), and always for a
-          prefix deeper than a table (``sql:users:7:*``, one row: O(the table's entries), with
-          the filtering done by the server).
+          prefix deeper than a table (``sql:users:7:*``, one row: through the row's own index,
+          O(the row's entries); deeper still, ``sql:users:7:data:*``, that index filtered by the
+          server).
         * any other glob (``sql:us*``, ``*:users:*``): SCAN + UNLINK of the matching keys
           (O(keyspace)), after deleting the fence of every matching computation in flight (each
           arms one before it runs), so none can store a value read before this call.

@@ -10,9 +10,13 @@ For an entry ``sql:users:data:ab12`` (its *scope* is everything before the last 
   successful store deletes it, and invalidating the entry deletes it (with the entry);
 * the single-flight lock ``__memo__:lock:<stamp><fence>:sql:users:data:ab12``, named after the
   generations and the fence its computation observed;
-* the index ``__memo__:idx:sql:users`` (the set of entries under the first two segments of the
-  scope: one table or function), which makes removing the entries of one table cost O(entries),
-  not O(keyspace).
+* the indexes, which make removing entries cost O(entries), not O(keyspace): an entry whose
+  scope has two segments (``sql:users:ab12``) is listed in its table's index
+  ``__memo__:idx:sql:users``; a deeper one (``sql:users:data:ab12``, ``sql:users:7:data:ab12``)
+  in the index of its first three segments, its *row* (``__memo__:idx:sql:users:data``,
+  ``__memo__:idx:sql:users:7``), and the table's index lists that row index. Invalidating a table
+  drains its index and the row indexes it lists; invalidating a row (``sql:users:7:*``) drains
+  only that row's index.
 """
 
 from __future__ import annotations
@@ -61,25 +65,38 @@ def lock_key(key: str, stamp: bytes) -> str:
     return f"{_LOCK}{stamp.decode()}:{key}"
 
 
-@lru_cache(maxsize=4096)
-def index_key(scope: str) -> str:
-    """The index set of an entry in ``scope`` (``""`` when the scope has fewer than 2 segments).
+ROW_INDEX_PREFIX = _INDEX
+"""The start of every index name: what a table index's members that are row indexes start with
+(entry names never do)."""
 
-    Entries are indexed by the first two segments of their scope, whatever its depth:
-    ``sql:users:data:ab12``, ``sql:users:count:9f`` and ``sql:users:x`` all go to
-    ``__memo__:idx:sql:users``, so the index of a prefix of 2 or more segments holds every entry
-    memo_redis wrote under it.
+
+@lru_cache(maxsize=4096)
+def index_keys(scope: str) -> tuple[str, str]:
+    """The index set of an entry in ``scope`` and the table index that lists that set.
+
+    ``("", "")`` when the scope has fewer than 2 segments (no index); a 2-segment scope's entries
+    are listed in the table index itself (``sql:users:x`` in ``__memo__:idx:sql:users``, no
+    parent); deeper ones in their row's index, the first three segments
+    (``sql:users:7:data:ab12`` in ``__memo__:idx:sql:users:7``), listed in the table index.
     """
-    first, sep, rest = scope.partition(":")
-    if not sep:
-        return ""
-    second = rest.partition(":")[0]
-    return f"{_INDEX}{first}:{second}"
+    parts = scope.split(":", 3)
+    if len(parts) < 2:
+        return "", ""
+    table = f"{_INDEX}{parts[0]}:{parts[1]}"
+    if len(parts) == 2:
+        return table, ""
+    return f"{table}:{parts[2]}", table
+
+
+def index_key(scope: str) -> str:
+    """The index set an entry in ``scope`` is listed in (``""``: none)."""
+    return index_keys(scope)[0]
 
 
 def index_key_for_prefix(prefix: str) -> str:
-    """The index holding the entries matched by ``prefix:*`` (``""`` for a prefix of fewer than
-    2 segments, which has no index)."""
+    """The index holding the entries matched by ``prefix:*``: the table's for a 2-segment
+    prefix, the row's (its first three segments) for a deeper one; ``""`` for a prefix of fewer
+    than 2 segments, which has no index."""
     return index_key(prefix)
 
 
@@ -136,6 +153,11 @@ class KeyLayout:
         """The index set ``key`` is recorded in (``""`` for none)."""
         return index_key(scope_of(key))
 
+    def index_keys(self, key: str) -> tuple[str, str]:
+        """The index set ``key`` is recorded in and the table index listing that set (``""``
+        for none)."""
+        return index_keys(scope_of(key))
+
     def index_key_for_prefix(self, prefix: str) -> str:
         """The index holding the entries under ``prefix`` (``""`` when there is none)."""
         return index_key(prefix)
@@ -187,6 +209,9 @@ class ClusterLayout(KeyLayout):
 
     def index_key(self, key: str) -> str:
         return f"{_INDEX}{{{_group(key)}}}"
+
+    def index_keys(self, key: str) -> tuple[str, str]:
+        return self.index_key(key), ""  # one index per group (table), no rows
 
     def index_key_for_prefix(self, prefix: str) -> str:
         return f"{_INDEX}{{{prefix}}}" if prefix.count(":") == 1 else ""

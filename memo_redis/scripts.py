@@ -55,7 +55,8 @@ redis.call('PEXPIRE', fence, tonumber(ARGV[6]))
 return {1, state}
 """
 
-# KEYS: gen_1..gen_n, fence, value, lock, index   (index may be "" for none)
+# KEYS: gen_1..gen_n, fence, value, lock, index, parent   (index may be "" for none; parent, the
+#       table index that lists a row's index, is the index itself for none: one hash slot)
 # ARGV: n, mode ("c" checked against what the claim observed / "u" unchecked; a second letter
 #       "p" prunes expired index members), head ("" = plain value: tail stored without
 #       envelope), tail, ttl_ms ("0" = no expiry), lock token ("" = none), observed fence,
@@ -69,7 +70,8 @@ return {1, state}
 # Returns 1 when stored, 0 when refused (an invalidation happened since the claim).
 STORE = """
 local n = tonumber(ARGV[1])
-local fence, vkey, lock, idx = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
+local fence, vkey, lock = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
+local idx, parent = KEYS[n + 4], KEYS[n + 5]
 local token = ARGV[6]
 local function release()
   if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
@@ -96,27 +98,33 @@ else
   end
 end
 local ttl = tonumber(ARGV[5])
-if idx ~= '' then
-  local fresh = redis.call('EXISTS', idx) == 0
-  redis.call('SADD', idx, vkey)
+local function record(set, member)
+  local fresh = redis.call('EXISTS', set) == 0
+  redis.call('SADD', set, member)
   local ittl = tonumber(ARGV[8])
   if ittl <= 0 then
-    redis.call('PERSIST', idx)
+    redis.call('PERSIST', set)
   elseif fresh then
-    redis.call('EXPIRE', idx, ittl)
+    redis.call('EXPIRE', set, ittl)
   else
-    redis.call('EXPIRE', idx, ittl, 'GT')  -- a persistent index (an entry without TTL) stays so
+    redis.call('EXPIRE', set, ittl, 'GT')  -- a persistent index (an entry without TTL) stays so
   end
 end
+if idx ~= '' then record(idx, vkey) end
+if parent ~= idx then record(parent, idx) end
 -- an empty head stores the tail as is: a plain value in the seed's JSON format
 local value = ARGV[4]
 if ARGV[3] ~= '' then
   value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
 end
 if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
-if idx ~= '' and prune then  -- now and then (the client decides): drop members whose entry expired
-  for _, m in ipairs(redis.call('SRANDMEMBER', idx, 4)) do
-    if redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+if prune then  -- now and then (the client decides): drop members whose entry (or row) expired
+  for i, set in ipairs({idx, parent}) do
+    if set ~= '' and (i == 1 or set ~= idx) then
+      for _, m in ipairs(redis.call('SRANDMEMBER', set, 4)) do
+        if redis.call('EXISTS', m) == 0 then redis.call('SREM', set, m) end
+      end
+    end
   end
 end
 redis.call('DEL', fence)
@@ -151,14 +159,28 @@ if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL'
 return released
 """
 
-# KEYS: an index set (its members share its hash slot). Unlinks every member and empties the set
-# on the server, in batches, without sending the names over the wire. Returns the number unlinked.
+# KEYS: an index set (its members share its hash slot). ARGV: "" or the name prefix of row
+# indexes (a table index lists the index sets of its rows: those are drained too, then unlinked).
+# Unlinks every entry listed and empties the sets on the server, in batches, without sending the
+# names over the wire. Returns the number of entries unlinked.
 DRAIN_INDEX = """
-local n = 0
-while true do
-  local members = redis.call('SPOP', KEYS[1], 1000)
-  if #members == 0 then break end
-  n = n + redis.call('UNLINK', unpack(members))
+local rows = ARGV[1] or ''
+local function drain(set, nested)
+  local n = 0
+  while true do
+    local members = redis.call('SPOP', set, 1000)
+    if #members == 0 then break end
+    local entries = {}
+    for _, m in ipairs(members) do
+      if nested and string.sub(m, 1, #rows) == rows then
+        n = n + drain(m, false)
+      else
+        entries[#entries + 1] = m
+      end
+    end
+    if #entries > 0 then n = n + redis.call('UNLINK', unpack(entries)) end
+  end
+  return n
 end
-return n
+return drain(KEYS[1], rows ~= '')
 """

@@ -238,6 +238,10 @@ def exercise(cache: RedisCaching, other: RedisCaching, patience: float = 5.0) ->
     check("after @invalidates(table)", rows("users"), now("users"))
     write_row("users", 7)
     check("after @invalidates(row)", row("users", 7), ("users", 7, version[("users", 7)]))
+    version[("users", 7)] += 1
+    cache.invalidate("sql:users:7:data:*")  # one category of a row: the row's index, filtered
+    check("after invalidate(row category)", row("users", 7),
+          ("users", 7, version[("users", 7)]))
     version["users"] += 1
     cache.invalidate("sql:us*")
     check("after invalidate(glob)", rows("users"), now("users"))

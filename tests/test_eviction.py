@@ -256,9 +256,11 @@ def test_evicted_index_leaves_entries_unreachable_and_scan_finds_them(raw: redis
     try:
         for i in range(5):
             assert indexed.set(f"sql:things:data:{i}", i)
-        index = indexed.layout.index_key("sql:things:data:0")
+        index = indexed.layout.index_key("sql:things:data:0")  # the row's index
+        table_index = indexed.layout.index_key_for_prefix("sql:things")
         assert raw.scard(index) == 5
-        raw.delete(index)  # evicted
+        assert raw.smembers(table_index) == {index.encode()}
+        raw.delete(table_index)  # evicted
         assert indexed.invalidate("sql:things:*") == 5
         assert [indexed.get(f"sql:things:data:{i}") for i in range(5)] == [None] * 5
         assert not [k for k in raw.scan_iter(match="sql:things:*")]

@@ -325,10 +325,10 @@ def test_envelope_pack_tail_is_pinned(
 SCRIPT_SHA1 = {
     "BUMP": "7f8ad71565713d6800970f92a7840c058b85055a",
     "CLAIM": "d00d3a3c10d0659380a03ce63dde19203eb9b999",
-    "DRAIN_INDEX": "e948c28f5ed3bc2d021421c69eb5c3f381d6872a",
+    "DRAIN_INDEX": "04d671bb152841e0faad558fd693492e648ea39b",
     "INVALIDATE_ONE": "f154c3e0f6211b64d67d9a2cd6d9ee07d84d6b5d",
     "RELEASE": "10f8e923ff753e3fde583272fb40e2be0ae3afd3",
-    "STORE": "174d059fc4bf4b0ef35f18a5cc441eb2adcdc1df",
+    "STORE": "440fb83c287ed0efe02b09ac16bf19dedc8fbdb3",
 }
 
 

@@ -127,9 +127,9 @@ class Invalidator:
                       marks: set[bytes] | None = None) -> Flow[int]:
         """Unlink the entries under ``prefix`` after its generation was replaced: from the
         prefix's index set when the keyspace is large, or always for a prefix deeper than a
-        table (``sql:users:7``: one row of a table), whose entries are a small part of their
-        table's index; else by SCAN, which also finds keys other clients wrote. The markers
-        acknowledging the unlinks go to ``marks``."""
+        table (``sql:users:7``: one row of a table: its row's index, O(the row's entries); no
+        index, nothing memo_redis wrote is left there); else by SCAN, which also finds keys
+        other clients wrote. The markers acknowledging the unlinks go to ``marks``."""
         index = self.layout.index_key_for_prefix(prefix)
         if index:
             deep = prefix.count(":") >= 2
@@ -139,6 +139,8 @@ class Invalidator:
                 if deleted:  # the index shares its entries' slot
                     self.mark(marks, index.encode())
                 return deleted
+            if deep and not self.layout.tagged:
+                return 0
         return (yield from self.unlink_scanned(pattern, op, marks))
 
     def unlink_scanned(self, pattern: str, op: str,
@@ -168,10 +170,17 @@ class Invalidator:
 
     def unlink_indexed(self, index: str, pattern: str, prefix: str, op: str) -> Flow[int]:
         """Unlink the entries recorded in ``index`` that match ``pattern``: O(matches)."""
-        # The index of a 2-segment prefix holds only keys under it; deeper prefixes share the
-        # index of their first two segments and need the pattern test.
-        if prefix.count(":") == 1:
-            return int((yield RunScript(op, steps.DRAIN_INDEX, [index], [])))
+        # The index of a table (2 segments) lists only keys under it, and the indexes of its
+        # rows (drained with it); a row's (3 segments, single server) only keys under the row.
+        # Deeper prefixes share their row's index and need the pattern test.
+        depth = prefix.count(":")
+        if depth == 1:
+            rows = "" if self.layout.tagged else layout.ROW_INDEX_PREFIX
+            return int((yield RunScript(op, steps.DRAIN_INDEX, [index], [rows])))
+        if depth == 2 and not self.layout.tagged:
+            replies = yield Batch(op, (RunScript(op, steps.DRAIN_INDEX, [index], [""]),
+                                       Command(op, ("SREM", layout.index_keys(prefix)[1], index))))
+            return int(replies[0])
         deleted = 0
         cursor = 0
         # On a single server the members are the logical keys: SSCAN filters them itself.

@@ -104,9 +104,10 @@ class Requests:
                 if token is not None and seen is not None else "")
         if not checked:
             seen = None
-        index = lay.index_key(key)
+        index, parent = lay.index_keys(key)
         value_key = lay.physical(key)
-        keys = [*gens, lay.fence_key(key), value_key, lock or value_key, index or value_key]
+        keys = [*gens, lay.fence_key(key), value_key, lock or value_key, index or value_key,
+                parent or index or value_key]
         ttl_s = 0 if ttl_ms is None else -(-ttl_ms // 1000)
         mode = ("c" if seen is not None else "u") + ("p" if random.random() < PRUNE_RATE else "")
         args: list[Any] = [
@@ -114,7 +115,7 @@ class Requests:
             token or b"", (seen.fence or b"") if seen is not None else b"", ttl_s if index else -1,
         ]
         if not index:
-            keys[-1] = ""
+            keys[-2] = keys[-1] = ""  # no parent either; the script reads parent == idx as none
         if seen is not None:
             args.extend(g or b"" for g in seen.generations)
         else:
