@@ -422,6 +422,13 @@ def checks(series: Sequence[Series]) -> list[Check]:
                 f"{s.ops(memo):,.0f}/s vs {best} {s.ops(best):,.0f}/s "
                 f"({s.ops(memo) / s.ops(best):.2f}x)",
                 ">= 1.00x the best peer", s.ops(memo) >= s.ops(best), informational))
+        local, raw = "memo_redis local=True", "raw redis-py"
+        if local in s.samples and raw in s.samples:
+            ratio = s.ops(raw) / s.ops(local)  # time per hit, local over raw
+            out.append(Check(
+                "local=True hit <= 0.15x a raw Redis hit", where,
+                f"{ratio:.3f}x ({1e6 / s.ops(local):.1f} vs {1e6 / s.ops(raw):.1f} us per hit)",
+                "<= 0.15x", ratio <= 0.15))
     return out
 
 

@@ -333,7 +333,7 @@ class Engine:
         waiting for the server's tracking notification."""
         local = self._local
         if local is not None:
-            local.forget(target if kind == "key" else None)
+            local.forget(kind, target)
 
     # -- invalidations that could not be sent --------------------------------------------------
 

@@ -43,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from .exceptions import ConfigError
+from .keys import glob_escape, literal_prefix, matches
 from .layout import INTERNAL_PREFIX
 
 if TYPE_CHECKING:
@@ -251,21 +252,40 @@ class LocalCache:
             thread.join(timeout=2.0)
         self._thread = None
 
-    def forget(self, key: str | None) -> None:
-        """This process invalidated ``key`` (None: a pattern): drop it (everything) now, without
-        waiting for the server's notification, and refuse fills that read Redis before.
-
-        A pattern drops everything rather than the keys it matches: an entry reading several
-        tables sits under the first one's key, so a pattern naming another table would miss it.
-        """
-        if key is None:
-            self.clear()
+    def forget(self, kind: str, target: str) -> None:
+        """This process invalidated ``target`` (``kind`` "key", or "pattern" a Redis glob): drop
+        what it matches now, without waiting for the server's notification, and refuse fills
+        that read Redis before."""
+        if kind == "key":
+            with self._lock:
+                self._epoch += 1
+                self._pop(target)
+            return
+        prefix = literal_prefix(target)
+        if target == "*" or (prefix and target == glob_escape(prefix) + ":*"):
+            self._drop_scope(prefix)
             return
         with self._lock:
             self._epoch += 1
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._bytes -= entry[1]
+            for key in [k for k in self._entries if matches(target, k)]:
+                self._pop(key)
+
+    def _drop_scope(self, scope: str) -> None:
+        """Drop every entry under ``scope`` (all of them for ``""``): what replacing the scope's
+        generation makes unreachable."""
+        if not scope:
+            self.clear()
+            return
+        start = scope + ":"
+        with self._lock:
+            self._epoch += 1
+            for key in [k for k in self._entries if k.startswith(start)]:
+                self._pop(key)
+
+    def _pop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1]
 
     def _drop(self, key: str) -> None:
         with self._lock:
@@ -418,16 +438,15 @@ class LocalCache:
         keys = [raw for raw in keys if not raw.startswith(_FENCE)]
         if not keys:
             return  # fences change on every miss and store; cached values do not depend on them
+        scopes = [raw[len(_GEN):].decode("utf-8", "surrogateescape")
+                  for raw in keys if raw.startswith(_GEN)]
+        for scope in scopes:  # a replaced generation: the entries under its scope
+            self._drop_scope(scope)
         with self._lock:
             self._epoch += 1
             for raw in keys:
-                if raw.startswith(_GEN):
-                    self._entries.clear()
-                    self._bytes = 0
-                    return
-                entry = self._entries.pop(raw.decode("utf-8", "surrogateescape"), None)
-                if entry is not None:
-                    self._bytes -= entry[1]
+                if not raw.startswith(_GEN):
+                    self._pop(raw.decode("utf-8", "surrogateescape"))
 
 
 __all__ = ["LocalCache"]

@@ -1,16 +1,25 @@
 """A process's own invalidation reaches its own L1 at once: read-your-writes without waiting
-for the server's tracking notification."""
+for the server's tracking notification; a row's invalidation drops only that row locally."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from support import wait_until
 
 from memo_redis import RedisCaching, cached
+from memo_redis.servers import EmbeddedServer
 
 TRIES = 200
+
+
+@pytest.fixture
+def writer(server: EmbeddedServer) -> Iterator[RedisCaching]:
+    """Another RedisCaching on the session server, with connections of its own."""
+    with RedisCaching(server.args()) as other:
+        yield other
 
 
 @pytest.mark.parametrize("how", ["pattern", "other glob", "handle", "key"])
@@ -69,3 +78,28 @@ def test_own_async_invalidation_is_seen_by_the_next_call(cache: RedisCaching) ->
         return stale
 
     assert asyncio.run(tries()) == 0
+
+
+def test_a_rows_invalidation_keeps_the_other_rows_local(cache: RedisCaching,
+                                                        writer: RedisCaching) -> None:
+    """Replacing one row's generation (here, or in another process) drops that row's entries
+    from the L1 and keeps the other rows' (a write must not empty the whole L1)."""
+    db = {n: 0 for n in range(10)}
+
+    @cached(cache=cache, prefix="sql:cats:{n}", local=True)
+    def cat(n: int) -> int:
+        return db[n]
+
+    local = cache.local_cache()
+    assert local is not None and local.wait_ready(20)
+    for n in range(10):
+        assert wait_until(lambda n=n: cat(n) is not None and cat.cache_key(n) in local, 20)
+    db[3] = 1
+    cache.invalidate("sql:cats:3:*")
+    assert cat.cache_key(3) not in local and cat(3) == 1
+    db[4] = 1
+    before = local.epoch()
+    writer.invalidate("sql:cats:4:*")  # another client: through the tracking notification
+    assert wait_until(lambda: local.epoch() != before and cat.cache_key(4) not in local, 20)
+    assert cat(4) == 1
+    assert all(cat.cache_key(n) in local for n in (0, 1, 2, 5, 6, 7, 8, 9))
