@@ -12,7 +12,9 @@ cached value.)
 Correctness rules:
 
 * an entry is only filled from a read that started after tracking was active and during which no
-  invalidation arrived (an *epoch* check), so a value read before a write never lands after it;
+  invalidation of that key (or of a scope above it, or of everything) arrived (an *epoch* check
+  against the latest invalidations kept), so a value read before a write never lands after it,
+  and writes to other keys do not keep hot keys out of the L1;
 * if the tracking connection drops, or stays silent past a PING (a dead peer or a partition), the
   local cache is emptied and bypassed until it is back;
 * tracking a new prefix reconnects the listener at once (the caller never waits for it); local
@@ -36,7 +38,7 @@ import socket
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -56,6 +58,9 @@ _GEN = (INTERNAL_PREFIX + "gen:").encode()
 _FENCE = (INTERNAL_PREFIX + "fence:").encode()
 _POLL = 0.2  # seconds the listener blocks on its socket before checking for a stop or a PING
 _KEEPALIVE = 1.0  # seconds of silence after which the tracking connection is PINGed
+_EVENTS_KEPT = 1024
+"""Invalidations remembered for :meth:`LocalCache.put`: a fill that started earlier than the
+oldest one kept is refused (it may have read a value one of the forgotten ones replaced)."""
 
 
 class _Missing:
@@ -113,6 +118,8 @@ class LocalCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._epoch = 0
+        self._events: deque[tuple[int, str | None, bool]] = deque(maxlen=_EVENTS_KEPT)
+        """The latest invalidations: (epoch after it, key or key start or None: all, start?)."""
         self._prefixes: set[str] = set()
         self._version = 0  # bumped when the tracked prefixes change
         self._active = False
@@ -152,7 +159,7 @@ class LocalCache:
             self._version += 1
             self._active = False
             self._ready.clear()
-            self._epoch += 1
+            self._bump(None)
             self._entries.clear()
             self._bytes = 0
         self._kick()
@@ -212,12 +219,13 @@ class LocalCache:
         return self._epoch if self._active else -1
 
     def put(self, key: str, value: Any, size: int, ttl_ms: int | None, epoch: int) -> None:
-        """Keep ``value`` locally unless an invalidation arrived since ``epoch`` was taken."""
+        """Keep ``value`` locally unless an invalidation touching ``key`` arrived since ``epoch``
+        was taken."""
         if epoch < 0 or size > self.max_bytes:
             return
         lifetime = self.max_ttl if ttl_ms is None else min(self.max_ttl, ttl_ms / 1000.0)
         with self._lock:
-            if epoch != self._epoch or not self._active:
+            if not self._active or (epoch != self._epoch and self._touched_since(epoch, key)):
                 return
             old = self._entries.pop(key, None)
             if old is not None:
@@ -236,7 +244,7 @@ class LocalCache:
     def clear(self) -> None:
         """Drop every local entry."""
         with self._lock:
-            self._epoch += 1
+            self._bump(None)
             self._entries.clear()
             self._bytes = 0
 
@@ -258,7 +266,7 @@ class LocalCache:
         that read Redis before."""
         if kind == "key":
             with self._lock:
-                self._epoch += 1
+                self._bump(target)
                 self._pop(target)
             return
         prefix = literal_prefix(target)
@@ -266,7 +274,7 @@ class LocalCache:
             self._drop_scope(prefix)
             return
         with self._lock:
-            self._epoch += 1
+            self._bump(None)  # fills in flight: refused whatever their key (rare: other globs)
             for key in [k for k in self._entries if matches(target, k)]:
                 self._pop(key)
 
@@ -278,9 +286,29 @@ class LocalCache:
             return
         start = scope + ":"
         with self._lock:
-            self._epoch += 1
+            self._bump(start, under=True)
             for key in [k for k in self._entries if k.startswith(start)]:
                 self._pop(key)
+
+    def _bump(self, target: str | None, *, under: bool = False) -> None:
+        """Record an invalidation (under the lock): of the key ``target``, of every key starting
+        with ``target`` (``under``), or of everything (None). Fills that read Redis before it
+        and concern what it touched are refused (:meth:`put`)."""
+        self._epoch += 1
+        self._events.append((self._epoch, target, under))
+
+    def _touched_since(self, epoch: int, key: str) -> bool:
+        """Did an invalidation recorded after ``epoch`` touch ``key``? True as well when the
+        events since then are no longer all kept (conservative)."""
+        events = self._events
+        if not events or events[0][0] > epoch + 1:
+            return True
+        for at, target, under in reversed(events):
+            if at <= epoch:
+                return False
+            if target is None or target == key or (under and key.startswith(target)):
+                return True
+        return False
 
     def _pop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
@@ -302,7 +330,7 @@ class LocalCache:
         self._thread = None
         self._connection = None
         self._active = False
-        self._epoch += 1
+        self._bump(None)
         self._entries.clear()
         self._bytes = 0
 
@@ -378,7 +406,7 @@ class LocalCache:
                 with self._lock:
                     if version != self._version or self._stop.is_set():
                         continue  # prefixes changed meanwhile: track them first (finally runs)
-                    self._epoch += 1
+                    self._bump(None)
                     self._entries.clear()
                     self._bytes = 0
                     self._active = True
@@ -398,7 +426,7 @@ class LocalCache:
                     self._active = False
                     if not self._disabled:
                         self._ready.clear()
-                    self._epoch += 1
+                    self._bump(None)
                     self._entries.clear()
                     self._bytes = 0
                     self._connection = None
@@ -443,10 +471,11 @@ class LocalCache:
         for scope in scopes:  # a replaced generation: the entries under its scope
             self._drop_scope(scope)
         with self._lock:
-            self._epoch += 1
             for raw in keys:
                 if not raw.startswith(_GEN):
-                    self._pop(raw.decode("utf-8", "surrogateescape"))
+                    key = raw.decode("utf-8", "surrogateescape")
+                    self._bump(key)
+                    self._pop(key)
 
 
 __all__ = ["LocalCache"]

@@ -103,3 +103,43 @@ def test_a_rows_invalidation_keeps_the_other_rows_local(cache: RedisCaching,
     assert wait_until(lambda: local.epoch() != before and cat.cache_key(4) not in local, 20)
     assert cat(4) == 1
     assert all(cat.cache_key(n) in local for n in (0, 1, 2, 5, 6, 7, 8, 9))
+
+
+def test_a_fill_is_refused_only_by_an_invalidation_of_its_own_key(cache: RedisCaching) -> None:
+    """A value read before an invalidation of another key (or of another row's scope) is still
+    kept locally; one read before an invalidation of its own key, of its row, or of everything
+    is not."""
+    local = cache.local_cache()
+    assert local is not None and local.wait_ready(20)
+    cases = [
+        ("other key", lambda: local.forget("key", "sql:cats:2:data:x"), True),
+        ("other row", lambda: local.forget("pattern", "sql:cats:2:*"), True),
+        ("own key", lambda: local.forget("key", "sql:cats:1:data:x"), False),
+        ("own row", lambda: local.forget("pattern", "sql:cats:1:*"), False),
+        ("own table", lambda: local.forget("pattern", "sql:cats:*"), False),
+        ("everything", lambda: local.forget("pattern", "*"), False),
+        ("another glob", lambda: local.forget("pattern", "sql:c?ts:9:*"), False),
+    ]
+    for name, invalidate, kept in cases:
+        local.clear()
+        epoch = local.epoch()  # a read starts
+        invalidate()
+        local.put("sql:cats:1:data:x", name, 8, 60_000, epoch)  # ... and fills after it
+        assert ("sql:cats:1:data:x" in local) is kept, name
+
+
+def test_a_fill_older_than_the_invalidations_kept_is_refused(cache: RedisCaching) -> None:
+    """When more invalidations arrived during a read than the L1 remembers, its fill is refused
+    (it cannot tell whether one of the forgotten ones touched the key)."""
+    local = cache.local_cache()
+    assert local is not None and local.wait_ready(20)
+    local.clear()
+    epoch = local.epoch()
+    for n in range(2000):
+        local.forget("key", f"sql:other:{n}:data:x")
+    local.put("sql:cats:1:data:x", "v", 8, 60_000, epoch)
+    assert "sql:cats:1:data:x" not in local
+    epoch = local.epoch()
+    local.forget("key", "sql:other:1:data:x")
+    local.put("sql:cats:1:data:x", "v", 8, 60_000, epoch)
+    assert "sql:cats:1:data:x" in local
