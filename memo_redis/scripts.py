@@ -184,3 +184,19 @@ local function drain(set, nested)
 end
 return drain(KEYS[1], rows ~= '')
 """
+
+# KEYS: a row's generation, the row's index, its table's index. ARGV: a fresh token. A row's
+# invalidation (``sql:users:7:*``) in one round trip: replaces the row's generation (entries of
+# the row unreachable at once, computations that observed it refused), then unlinks the entries
+# the row's index lists and takes the row off its table's index. Returns the number unlinked.
+INVALIDATE_ROW = """
+redis.call('SET', KEYS[1], ARGV[1])
+local n = 0
+while true do
+  local members = redis.call('SPOP', KEYS[2], 1000)
+  if #members == 0 then break end
+  n = n + redis.call('UNLINK', unpack(members))
+end
+redis.call('SREM', KEYS[3], KEYS[2])
+return n
+"""

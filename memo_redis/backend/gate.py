@@ -63,7 +63,8 @@ breaker's probe) plus a connect timeout, until Sentinel or the cluster has promo
 
 
 _SCRIPTS: Final = {s.sha: s for s in (steps.STORE, steps.CLAIM, steps.BUMP, steps.DRAIN_INDEX,
-                                      steps.INVALIDATE_ONE, steps.RELEASE)}
+                                      steps.INVALIDATE_ONE, steps.INVALIDATE_ROW,
+                                      steps.RELEASE)}
 _SCRIPT_AT: Final = re.compile(r"script: ([0-9a-f]{40}), on @user_script:(\d+)")
 _NAMED: Final = re.compile(r"permissions to run the '([^']+)' command")
 _CALL: Final = re.compile(r"redis\.call\('(\w+)'")

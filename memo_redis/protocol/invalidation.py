@@ -64,6 +64,8 @@ class Invalidator:
         prefix = literal_prefix(pattern)
         whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
         marks: set[bytes] | None = set() if self.replicas else None
+        if whole and prefix.count(":") == 2 and not self.layout.tagged:
+            return (yield from self.row(prefix, op))
         if whole:
             yield from self.bump(prefix, op)  # acknowledged with its WAIT in the same pipeline
             # The unlinks matter too: a cluster bumps only the groups in its registry.
@@ -75,6 +77,17 @@ class Invalidator:
             yield from self.acknowledged(op, tuple(
                 Command(op, ("SET", mark, b"1", "PX", ACK_MARKER_MS)) for mark in sorted(marks)))
         return deleted
+
+    def row(self, prefix: str, op: str) -> Flow[int]:
+        """``prefix:*`` for a row (three segments, single server) in one round trip: replace its
+        generation, unlink what its index lists (:data:`scripts.INVALIDATE_ROW`)."""
+        index, table = layout.index_keys(prefix)
+        step = RunScript(op, steps.INVALIDATE_ROW,
+                         [self.layout.bump_keys(prefix, ())[0], index, table],
+                         [envelope.new_token()])
+        if not self.replicas:
+            return int((yield step))
+        return int((yield from self.acknowledged(op, (step,)))[0])
 
     def acknowledged(self, op: str, writes: tuple[Command | RunScript, ...]) -> Flow[list[Any]]:
         """``writes`` then ``WAIT replicas wait_ms`` in one pipeline (on a cluster, one per

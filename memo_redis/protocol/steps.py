@@ -40,6 +40,7 @@ CLAIM: Final = LuaScript("CLAIM", scripts.CLAIM)
 BUMP: Final = LuaScript("BUMP", scripts.BUMP)
 DRAIN_INDEX: Final = LuaScript("DRAIN_INDEX", scripts.DRAIN_INDEX)
 INVALIDATE_ONE: Final = LuaScript("INVALIDATE_ONE", scripts.INVALIDATE_ONE)
+INVALIDATE_ROW: Final = LuaScript("INVALIDATE_ROW", scripts.INVALIDATE_ROW)
 RELEASE: Final = LuaScript("RELEASE", scripts.RELEASE)
 
 
