@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,6 +47,7 @@ from redis.exceptions import RedisError, ResponseError
 from .exceptions import ConfigError
 from .keys import glob_escape, literal_prefix, matches
 from .layout import INTERNAL_PREFIX
+from .local_log import InvalidationLog, row_of
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,9 +59,6 @@ _GEN = (INTERNAL_PREFIX + "gen:").encode()
 _FENCE = (INTERNAL_PREFIX + "fence:").encode()
 _POLL = 0.2  # seconds the listener blocks on its socket before checking for a stop or a PING
 _KEEPALIVE = 1.0  # seconds of silence after which the tracking connection is PINGed
-_EVENTS_KEPT = 1024
-"""Invalidations remembered for :meth:`LocalCache.put`: a fill that started earlier than the
-oldest one kept is refused (it may have read a value one of the forgotten ones replaced)."""
 
 
 class _Missing:
@@ -115,11 +113,12 @@ class LocalCache:
         """Seconds of silence after which the tracking connection is PINGed; no answer within
         the socket timeout counts as a lost connection."""
         self._entries: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
+        self._rows: dict[str, set[str]] = {}
+        """The keys held, by row (:func:`_row_of`): what a replaced generation drops is found
+        without a pass over every entry."""
         self._bytes = 0
         self._lock = threading.Lock()
-        self._epoch = 0
-        self._events: deque[tuple[int, str | None, bool]] = deque(maxlen=_EVENTS_KEPT)
-        """The latest invalidations: (epoch after it, key or key start or None: all, start?)."""
+        self._log = InvalidationLog()
         self._prefixes: set[str] = set()
         self._version = 0  # bumped when the tracked prefixes change
         self._active = False
@@ -159,9 +158,8 @@ class LocalCache:
             self._version += 1
             self._active = False
             self._ready.clear()
-            self._bump(None)
-            self._entries.clear()
-            self._bytes = 0
+            self._log.record(None)
+            self._reset()
         self._kick()
 
     @property
@@ -216,7 +214,7 @@ class LocalCache:
     def epoch(self) -> int:
         """Take before reading Redis and pass to :meth:`put`: a fill racing an invalidation is
         dropped."""
-        return self._epoch if self._active else -1
+        return self._log.epoch if self._active else -1
 
     def put(self, key: str, value: Any, size: int, ttl_ms: int | None, epoch: int) -> None:
         """Keep ``value`` locally unless an invalidation touching ``key`` arrived since ``epoch``
@@ -225,11 +223,13 @@ class LocalCache:
             return
         lifetime = self.max_ttl if ttl_ms is None else min(self.max_ttl, ttl_ms / 1000.0)
         with self._lock:
-            if not self._active or (epoch != self._epoch and self._touched_since(epoch, key)):
+            if not self._active or self._log.touched_since(epoch, key):
                 return
             old = self._entries.pop(key, None)
             if old is not None:
                 self._bytes -= old[1]
+            else:
+                self._rows.setdefault(row_of(key), set()).add(key)
             self._entries[key] = (value, size, time.monotonic() + lifetime)
             self._bytes += size
             self._evict()
@@ -238,15 +238,15 @@ class LocalCache:
         while self._entries and (
             len(self._entries) > self.max_entries or self._bytes > self.max_bytes
         ):
-            _, (_, dropped, _) = self._entries.popitem(last=False)
+            key, (_, dropped, _) = self._entries.popitem(last=False)
             self._bytes -= dropped
+            self._unlist(key)
 
     def clear(self) -> None:
         """Drop every local entry."""
         with self._lock:
-            self._bump(None)
-            self._entries.clear()
-            self._bytes = 0
+            self._log.record(None)
+            self._reset()
 
     def close(self) -> None:
         """Stop the tracking thread and drop everything; the local cache stays off."""
@@ -266,7 +266,7 @@ class LocalCache:
         that read Redis before."""
         if kind == "key":
             with self._lock:
-                self._bump(target)
+                self._log.record(target)
                 self._pop(target)
             return
         prefix = literal_prefix(target)
@@ -274,7 +274,7 @@ class LocalCache:
             self._drop_scope(prefix)
             return
         with self._lock:
-            self._bump(None)  # fills in flight: refused whatever their key (rare: other globs)
+            self._log.record(None)  # fills in flight refused whatever their key (rare globs)
             for key in [k for k in self._entries if matches(target, k)]:
                 self._pop(key)
 
@@ -286,40 +286,39 @@ class LocalCache:
             return
         start = scope + ":"
         with self._lock:
-            self._bump(start, under=True)
-            for key in [k for k in self._entries if k.startswith(start)]:
-                self._pop(key)
-
-    def _bump(self, target: str | None, *, under: bool = False) -> None:
-        """Record an invalidation (under the lock): of the key ``target``, of every key starting
-        with ``target`` (``under``), or of everything (None). Fills that read Redis before it
-        and concern what it touched are refused (:meth:`put`)."""
-        self._epoch += 1
-        self._events.append((self._epoch, target, under))
-
-    def _touched_since(self, epoch: int, key: str) -> bool:
-        """Did an invalidation recorded after ``epoch`` touch ``key``? True as well when the
-        events since then are no longer all kept (conservative)."""
-        events = self._events
-        if not events or events[0][0] > epoch + 1:
-            return True
-        for at, target, under in reversed(events):
-            if at <= epoch:
-                return False
-            if target is None or target == key or (under and key.startswith(target)):
-                return True
-        return False
+            self._log.record(start, under=True)
+            rows = self._rows
+            if scope.count(":") >= 2:  # one row (or less): its own keys
+                found = list(rows.get(row_of(start), ()))
+            else:  # a table (or more): the rows under it
+                found = [k for row, keys in rows.items()
+                         if row == scope or row.startswith(start) for k in keys]
+            for key in found:
+                if key.startswith(start):
+                    self._pop(key)
 
     def _pop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[1]
+            self._unlist(key)
+
+    def _unlist(self, key: str) -> None:
+        row = row_of(key)
+        keys = self._rows.get(row)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._rows[row]
+
+    def _reset(self) -> None:
+        self._entries.clear()
+        self._rows.clear()
+        self._bytes = 0
 
     def _drop(self, key: str) -> None:
         with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._bytes -= entry[1]
+            self._pop(key)
 
     def _forked(self) -> None:
         """In a forked child: forget the parent's thread and connection (never touch its socket),
@@ -330,9 +329,8 @@ class LocalCache:
         self._thread = None
         self._connection = None
         self._active = False
-        self._bump(None)
-        self._entries.clear()
-        self._bytes = 0
+        self._log.record(None)
+        self._reset()
 
     # -- tracking ------------------------------------------------------------------------------
 
@@ -406,9 +404,8 @@ class LocalCache:
                 with self._lock:
                     if version != self._version or self._stop.is_set():
                         continue  # prefixes changed meanwhile: track them first (finally runs)
-                    self._bump(None)
-                    self._entries.clear()
-                    self._bytes = 0
+                    self._log.record(None)
+                    self._reset()
                     self._active = True
                 self._ready.set()
                 delay = 0.05
@@ -426,9 +423,8 @@ class LocalCache:
                     self._active = False
                     if not self._disabled:
                         self._ready.clear()
-                    self._bump(None)
-                    self._entries.clear()
-                    self._bytes = 0
+                    self._log.record(None)
+                    self._reset()
                     self._connection = None
                 if connection is not None:
                     connection.disconnect()
@@ -445,6 +441,8 @@ class LocalCache:
         while not self._stop.is_set() and version == self._version:
             if connection.can_read(timeout=_POLL):
                 self._handle(connection.read_response())
+                while connection.can_read(timeout=0):  # a burst: one wake-up for all of it
+                    self._handle(connection.read_response())
                 heard = time.monotonic()
                 pinged = False
                 continue
@@ -474,7 +472,7 @@ class LocalCache:
             for raw in keys:
                 if not raw.startswith(_GEN):
                     key = raw.decode("utf-8", "surrogateescape")
-                    self._bump(key)
+                    self._log.record(key)
                     self._pop(key)
 
 

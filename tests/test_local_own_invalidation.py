@@ -143,3 +143,32 @@ def test_a_fill_older_than_the_invalidations_kept_is_refused(cache: RedisCaching
     local.forget("key", "sql:other:1:data:x")
     local.put("sql:cats:1:data:x", "v", 8, 60_000, epoch)
     assert "sql:cats:1:data:x" in local
+
+
+@pytest.mark.parametrize(("pattern", "dropped"), [
+    ("sql:t:*", {"sql:t:x", "sql:t:1:a:1", "sql:t:1:b:1", "sql:t:2:a:1", "sql:t:data:9"}),
+    ("sql:*", {"sql:t:x", "sql:t:1:a:1", "sql:t:1:b:1", "sql:t:2:a:1", "sql:t:data:9",
+               "sql:u:1:a:1", "sql:x", "sql:t1:1:a:1"}),
+    ("sql:t:1:*", {"sql:t:1:a:1", "sql:t:1:b:1"}),
+    ("sql:t:1:a:*", {"sql:t:1:a:1"}),
+    ("sql:t:data:*", {"sql:t:data:9"}),
+    ("*", {"sql:t:x", "sql:t:1:a:1", "sql:t:1:b:1", "sql:t:2:a:1", "sql:t:data:9",
+           "sql:u:1:a:1", "sql:x", "plain", "sql:t1:1:a:1"}),
+])
+def test_a_replaced_generation_drops_exactly_the_keys_under_its_scope(
+        cache: RedisCaching, pattern: str, dropped: set[str]) -> None:
+    """Tables, rows and deeper scopes: the L1 drops the keys under the scope and nothing else
+    (``sql:t1`` is not under ``sql:t``)."""
+    local = cache.local_cache()
+    assert local is not None and local.wait_ready(20)
+    local.clear()
+    keys = {"sql:t:x", "sql:t:1:a:1", "sql:t:1:b:1", "sql:t:2:a:1", "sql:t:data:9",
+            "sql:u:1:a:1", "sql:x", "plain", "sql:t1:1:a:1"}
+    for key in keys:
+        local.put(key, key, 8, 60_000, local.epoch())
+    assert all(key in local for key in keys) and len(local) == len(keys)
+    local.forget("pattern", pattern)
+    assert {key for key in keys if key not in local} == dropped
+    assert len(local) == len(keys) - len(dropped)
+    local.clear()
+    assert len(local) == 0

@@ -10,7 +10,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from memo_redis.servers.nodes import LOG_LINES, TopologyTLS
+from redis.exceptions import RedisError
+
+from memo_redis.servers.nodes import LOG_LINES, TopologyTLS, command, info_fields
 from memo_redis.servers.process import (
     HOST,
     Address,
@@ -112,7 +114,12 @@ class SentinelProcess:
                 )
             context = None if self._tls is None else self._tls.client_context()
             if tcp_answers_ping(self.port, context):
-                return
+                if self._answering_pid() == process.pid:
+                    return
+                # Another process took the port before this sentinel could bind it (and the
+                # sentinel exits): retried on a new port, like a bind failure.
+                raise RuntimeError(f"sentinel port {self.port} already in use by another "
+                                   f"process; log:\n{self.log_tail()}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RuntimeError(
@@ -122,6 +129,16 @@ class SentinelProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=min(delay, remaining))
             delay = min(delay * 2, 0.1)
+
+    def _answering_pid(self) -> int | None:
+        """The process id of whatever answers on this sentinel's port (``INFO server``)."""
+        try:
+            reply = command((HOST, self.port), "INFO", "server",
+                            tls=self._tls)
+        except (RedisError, OSError):
+            return None
+        pid = info_fields(str(reply)).get("process_id", "")
+        return int(pid) if pid.isdigit() else None
 
     def kill(self) -> None:
         """SIGKILL the process and wait for it."""
