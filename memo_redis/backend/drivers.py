@@ -174,6 +174,16 @@ class SyncDriver:
                     return fastpath.send(pool, fastpath.packed(step.args))
             return client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
+            pool = None
+            if not self.host.topology.spans_nodes:
+                pool = self._pool if self._client is client else self._direct(client)
+            if pool is not None:  # the short way, as for lookups (hot on every miss)
+                command = fastpath.pack(_script_args(step))
+                try:
+                    return fastpath.send(pool, command)
+                except NoScriptError:
+                    client.script_load(step.script.source)
+                    return fastpath.send(pool, command)
             try:
                 return client.execute_command(*_script_args(step), NEVER_DECODE=True)
             except NoScriptError:
@@ -354,6 +364,16 @@ class AsyncDriver:
                     return await fastpath.asend(pool, fastpath.packed(step.args))
             return await client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
+            pool = None
+            if not self.host.topology.spans_nodes and self.host.owns_client:
+                pool = fastpath.direct_pool(client)
+            if pool is not None:  # the short way, as for lookups (hot on every miss)
+                command = fastpath.pack(_script_args(step))
+                try:
+                    return await fastpath.asend(pool, command)
+                except NoScriptError:
+                    await client.script_load(step.script.source)
+                    return await fastpath.asend(pool, command)
             try:
                 return await client.execute_command(*_script_args(step), NEVER_DECODE=True)
             except NoScriptError:

@@ -22,7 +22,7 @@ from redis.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
-def _hiredis_packer() -> Callable[[tuple[str | bytes, ...]], bytes] | None:
+def _hiredis_packer() -> Callable[[tuple[str | bytes | int | float, ...]], bytes] | None:
     """hiredis's ``pack_command`` (the hiredis extra packs in C, about 3x faster), if installed.
 
     Imported by name so the type check reads the same with and without the extra.
@@ -31,7 +31,7 @@ def _hiredis_packer() -> Callable[[tuple[str | bytes, ...]], bytes] | None:
         module = importlib.import_module("hiredis")
     except ImportError:  # pragma: no cover - depends on the extra
         return None
-    return cast("Callable[[tuple[str | bytes, ...]], bytes]", module.pack_command)
+    return cast("Callable[[tuple[str | bytes | int | float, ...]], bytes]", module.pack_command)
 
 
 _pack_command = _hiredis_packer()
@@ -40,12 +40,13 @@ RETRYABLE = (RedisConnectionError,)
 """What the clients memo_redis builds retry once at once (``Retry(NoBackoff(), 1)``)."""
 
 
-def _encoded(arg: str | bytes) -> bytes:
-    return arg if isinstance(arg, bytes) else arg.encode()
+def _encoded(arg: str | bytes | int | float) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    return (arg if isinstance(arg, str) else repr(arg)).encode()
 
 
-@lru_cache(maxsize=8192)
-def packed(args: tuple[str | bytes, ...]) -> bytes:
+def pack(args: tuple[str | bytes | int | float, ...]) -> bytes:
     """The RESP bytes of a command (``*<n>`` then ``$<len>`` bulk strings)."""
     if _pack_command is not None:
         return bytes(_pack_command(args))
@@ -54,6 +55,12 @@ def packed(args: tuple[str | bytes, ...]) -> bytes:
         data = _encoded(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+@lru_cache(maxsize=8192)
+def packed(args: tuple[str | bytes, ...]) -> bytes:
+    """:func:`pack`, memoized: for the commands a hot key repeats (its lookup)."""
+    return pack(args)
 
 
 def direct_pool(client: Any) -> Any:
