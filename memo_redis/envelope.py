@@ -108,19 +108,23 @@ def unpack(raw: bytes) -> Envelope | None:
     """
     if not raw or raw[0] != MAGIC or len(raw) < _HEADER:
         return None
-    flags = raw[1]
-    if len(raw) < _HEADER + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
+    return _read(raw, raw[1], _HEADER, raw[2:_HEADER])
+
+
+def _read(data: bytes, flags: int, pos: int, stamp: bytes) -> Envelope | None:
+    """The fields ``flags`` announces from ``data[pos:]``, then the body; ``None`` when
+    ``data`` is too short for them."""
+    if len(data) < pos + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
         return None
-    pos = _HEADER
     fingerprint = None
     expires_ms = delta_ms = 0
     if flags & FLAG_FINGERPRINT:
-        fingerprint = raw[pos : pos + FINGERPRINT_SIZE]
+        fingerprint = data[pos : pos + FINGERPRINT_SIZE]
         pos += FINGERPRINT_SIZE
     if flags & FLAG_EARLY:
-        expires_ms, delta_ms = _EARLY.unpack_from(raw, pos)
+        expires_ms, delta_ms = _EARLY.unpack_from(data, pos)
         pos += _EARLY.size
-    return Envelope(flags, raw[2:_HEADER], fingerprint, expires_ms, delta_ms, raw[pos:])
+    return Envelope(flags, stamp, fingerprint, expires_ms, delta_ms, data[pos:])
 
 
 def pack_sealed(
@@ -140,20 +144,6 @@ def pack_sealed(
 def unpack_sealed(stamp: bytes, inner: bytes) -> Envelope | None:
     """The envelope of an opened seal's ``inner`` bytes, read under ``stamp``; ``None`` when
     they are shorter than their flags announce or are themselves marked sealed."""
-    if not inner:
+    if not inner or inner[0] & FLAG_SEALED:
         return None
-    flags = inner[0]
-    if flags & FLAG_SEALED:
-        return None
-    pos = 1
-    if len(inner) < pos + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
-        return None
-    fingerprint = None
-    expires_ms = delta_ms = 0
-    if flags & FLAG_FINGERPRINT:
-        fingerprint = inner[pos : pos + FINGERPRINT_SIZE]
-        pos += FINGERPRINT_SIZE
-    if flags & FLAG_EARLY:
-        expires_ms, delta_ms = _EARLY.unpack_from(inner, pos)
-        pos += _EARLY.size
-    return Envelope(flags, stamp, fingerprint, expires_ms, delta_ms, inner[pos:])
+    return _read(inner, inner[0], 1, stamp)

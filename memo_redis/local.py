@@ -45,7 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from .exceptions import ConfigError
-from .keys import glob_escape, literal_prefix, matches
+from .keys import matches, scope_pattern
 from .layout import INTERNAL_PREFIX
 from .local_log import InvalidationLog, row_of
 
@@ -114,8 +114,8 @@ class LocalCache:
         the socket timeout counts as a lost connection."""
         self._entries: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
         self._rows: dict[str, set[str]] = {}
-        """The keys held, by row (:func:`_row_of`): what a replaced generation drops is found
-        without a pass over every entry."""
+        """The keys held, by row (:func:`~memo_redis.local_log.row_of`): what a replaced
+        generation drops is found without a pass over every entry."""
         self._bytes = 0
         self._lock = threading.Lock()
         self._log = InvalidationLog()
@@ -269,9 +269,9 @@ class LocalCache:
                 self._log.record(target)
                 self._pop(target)
             return
-        prefix = literal_prefix(target)
-        if target == "*" or (prefix and target == glob_escape(prefix) + ":*"):
-            self._drop_scope(prefix)
+        scope = scope_pattern(target)
+        if scope is not None:
+            self._drop_scope(scope)
             return
         with self._lock:
             self._log.record(None)  # fills in flight refused whatever their key (rare globs)

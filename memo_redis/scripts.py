@@ -118,14 +118,14 @@ if ARGV[3] ~= '' then
   value = ARGV[3] .. string.sub(redis.sha1hex(table.concat(gens, '|')), 1, 16) .. ARGV[4]
 end
 if ttl > 0 then redis.call('SET', vkey, value, 'PX', ttl) else redis.call('SET', vkey, value) end
-if prune then  -- now and then (the client decides): drop members whose entry (or row) expired
-  for i, set in ipairs({idx, parent}) do
-    if set ~= '' and (i == 1 or set ~= idx) then
-      for _, m in ipairs(redis.call('SRANDMEMBER', set, 4)) do
-        if redis.call('EXISTS', m) == 0 then redis.call('SREM', set, m) end
-      end
-    end
+local function prune_set(set)  -- drop a few members whose entry (or row index) expired
+  for _, m in ipairs(redis.call('SRANDMEMBER', set, 4)) do
+    if redis.call('EXISTS', m) == 0 then redis.call('SREM', set, m) end
   end
+end
+if prune and idx ~= '' then  -- now and then (the client decides)
+  prune_set(idx)
+  if parent ~= idx then prune_set(parent) end
 end
 redis.call('DEL', fence)
 release()

@@ -174,21 +174,22 @@ class SyncDriver:
                     return fastpath.send(pool, fastpath.packed(step.args))
             return client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
+            args = _script_args(step)
             pool = None
-            if not self.host.topology.spans_nodes:
+            if not self.host.topology.spans_nodes:  # the short way, as for lookups
                 pool = self._pool if self._client is client else self._direct(client)
-            if pool is not None:  # the short way, as for lookups (hot on every miss)
-                command = fastpath.pack(_script_args(step))
-                try:
+            command = fastpath.pack(args) if pool is not None else b""
+
+            def send() -> Any:
+                if pool is not None:
                     return fastpath.send(pool, command)
-                except NoScriptError:
-                    client.script_load(step.script.source)
-                    return fastpath.send(pool, command)
+                return client.execute_command(*args, NEVER_DECODE=True)
+
             try:
-                return client.execute_command(*_script_args(step), NEVER_DECODE=True)
+                return send()
             except NoScriptError:
                 client.script_load(step.script.source)
-                return client.execute_command(*_script_args(step), NEVER_DECODE=True)
+                return send()
         if isinstance(step, Batch):
             return self._pipeline(client, step)
         if isinstance(step, ScanPage):
@@ -364,21 +365,22 @@ class AsyncDriver:
                     return await fastpath.asend(pool, fastpath.packed(step.args))
             return await client.execute_command(*step.args, NEVER_DECODE=True)
         if isinstance(step, RunScript):
+            args = _script_args(step)
             pool = None
             if not self.host.topology.spans_nodes and self.host.owns_client:
-                pool = fastpath.direct_pool(client)
-            if pool is not None:  # the short way, as for lookups (hot on every miss)
-                command = fastpath.pack(_script_args(step))
-                try:
+                pool = fastpath.direct_pool(client)  # the short way, as for lookups
+            command = fastpath.pack(args) if pool is not None else b""
+
+            async def send() -> Any:
+                if pool is not None:
                     return await fastpath.asend(pool, command)
-                except NoScriptError:
-                    await client.script_load(step.script.source)
-                    return await fastpath.asend(pool, command)
+                return await client.execute_command(*args, NEVER_DECODE=True)
+
             try:
-                return await client.execute_command(*_script_args(step), NEVER_DECODE=True)
+                return await send()
             except NoScriptError:
                 await client.script_load(step.script.source)
-                return await client.execute_command(*_script_args(step), NEVER_DECODE=True)
+                return await send()
         if isinstance(step, Batch):
             return await self._pipeline(client, step)
         if isinstance(step, ScanPage):

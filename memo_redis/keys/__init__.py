@@ -23,6 +23,7 @@ from .globs import (
     is_glob,
     literal_prefix,
     matches,
+    scope_pattern,
     segment_prefixes,
 )
 from .seed import build_cache_key, seed_digest
@@ -41,6 +42,7 @@ __all__ = [
     "is_glob",
     "literal_prefix",
     "matches",
+    "scope_pattern",
     "seed_digest",
     "segment_escape",
     "segment_prefixes",

@@ -11,6 +11,7 @@ __all__ = [
     "is_glob",
     "literal_prefix",
     "matches",
+    "scope_pattern",
     "segment_prefixes",
 ]
 
@@ -86,6 +87,17 @@ def literal_prefix(pattern: str) -> str:
         i += 1
     done.append("".join(current))
     return ":".join(done)
+
+
+def scope_pattern(pattern: str) -> str | None:
+    """The scope a ``prefix:*`` pattern names, whose generation invalidating it replaces
+    (``""`` for ``*``); None for any other glob.
+
+        >>> scope_pattern("sql:users:*"), scope_pattern("*"), scope_pattern("sql:us*")
+        ('sql:users', '', None)
+    """
+    prefix = literal_prefix(pattern)
+    return prefix if pattern == (glob_escape(prefix) + ":*" if prefix else "*") else None
 
 
 def segment_prefixes(key: str) -> tuple[str, ...]:

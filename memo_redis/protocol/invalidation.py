@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from .. import envelope, layout
 from ..exceptions import CacheUnavailable
-from ..keys import glob_escape, literal_prefix, matches
+from ..keys import matches, scope_pattern
 from . import steps
 from .requests import Requests
 from .steps import Batch, Command, Flow, RunScript, ScanPage
@@ -61,12 +61,11 @@ class Invalidator:
 
     def pattern(self, pattern: str, op: str) -> Flow[int]:
         """Invalidate every entry matching the glob ``pattern``; returns the number deleted."""
-        prefix = literal_prefix(pattern)
-        whole = pattern == (glob_escape(prefix) + ":*" if prefix else "*")
+        prefix = scope_pattern(pattern)
         marks: set[bytes] | None = set() if self.replicas else None
-        if whole and prefix.count(":") == 2 and not self.layout.tagged:
+        if prefix is not None and prefix.count(":") == 2 and not self.layout.tagged:
             return (yield from self.row(prefix, op))
-        if whole:
+        if prefix is not None:
             yield from self.bump(prefix, op)  # acknowledged with its WAIT in the same pipeline
             # The unlinks matter too: a cluster bumps only the groups in its registry.
             deleted = yield from self.unlink_prefix(pattern, prefix, op, marks)
@@ -184,16 +183,11 @@ class Invalidator:
     def unlink_indexed(self, index: str, pattern: str, prefix: str, op: str) -> Flow[int]:
         """Unlink the entries recorded in ``index`` that match ``pattern``: O(matches)."""
         # The index of a table (2 segments) lists only keys under it, and the indexes of its
-        # rows (drained with it); a row's (3 segments, single server) only keys under the row.
-        # Deeper prefixes share their row's index and need the pattern test.
-        depth = prefix.count(":")
-        if depth == 1:
+        # rows (drained with it). A row (3 segments) is :meth:`row`; deeper prefixes share their
+        # row's index and need the pattern test.
+        if prefix.count(":") == 1:
             rows = "" if self.layout.tagged else layout.ROW_INDEX_PREFIX
             return int((yield RunScript(op, steps.DRAIN_INDEX, [index], [rows])))
-        if depth == 2 and not self.layout.tagged:
-            replies = yield Batch(op, (RunScript(op, steps.DRAIN_INDEX, [index], [""]),
-                                       Command(op, ("SREM", layout.index_keys(prefix)[1], index))))
-            return int(replies[0])
         deleted = 0
         cursor = 0
         # On a single server the members are the logical keys: SSCAN filters them itself.

@@ -135,13 +135,7 @@ class ValueCodec:
             self.reject(key, "is sealed (signed or encrypted), but this cache has no signing or "
                         "encryption key", count)
             return MISS, None
-        if fingerprint is not None and env.fingerprint != fingerprint:
-            return MISS, None
-        try:
-            return self.serializer.decode(env.flags, env.body, max_size=self.max_value_size), env
-        except DecodeError as exc:
-            self.warn_key(key, f"could not be decoded ({exc})")
-            return MISS, None
+        return self._served(key, env, fingerprint)
 
     def _decode_sealed(self, key: str, raw: bytes, generations: list[bytes | None],
                        fingerprint: bytes | None, sealer: Sealer, count: bool
@@ -167,6 +161,11 @@ class ValueCodec:
         if env is None:
             self.reject(key, "holds a malformed sealed envelope", count)
             return MISS, None
+        return self._served(key, env, fingerprint)
+
+    def _served(self, key: str, env: envelope.Envelope, fingerprint: bytes | None
+                ) -> tuple[Any, envelope.Envelope | None]:
+        """The value of a current envelope, if it is the one ``fingerprint`` asks for."""
         if fingerprint is not None and env.fingerprint != fingerprint:
             return MISS, None
         try:
