@@ -111,10 +111,12 @@ def unpack(raw: bytes) -> Envelope | None:
     return _read(raw, raw[1], _HEADER, raw[2:_HEADER])
 
 
-def _read(data: bytes, flags: int, pos: int, stamp: bytes) -> Envelope | None:
-    """The fields ``flags`` announces from ``data[pos:]``, then the body; ``None`` when
-    ``data`` is too short for them."""
-    if len(data) < pos + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
+def _read(data: bytes, flags: int, pos: int, stamp: bytes, end: int | None = None
+          ) -> Envelope | None:
+    """The fields ``flags`` announces from ``data[pos:end]``, then the body; ``None`` when
+    that is too short for them."""
+    if (len(data) if end is None else end) < pos + _OPTIONAL_SIZE[
+            flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
         return None
     fingerprint = None
     expires_ms = delta_ms = 0
@@ -124,7 +126,7 @@ def _read(data: bytes, flags: int, pos: int, stamp: bytes) -> Envelope | None:
     if flags & FLAG_EARLY:
         expires_ms, delta_ms = _EARLY.unpack_from(data, pos)
         pos += _EARLY.size
-    return Envelope(flags, stamp, fingerprint, expires_ms, delta_ms, data[pos:])
+    return Envelope(flags, stamp, fingerprint, expires_ms, delta_ms, data[pos:end])
 
 
 def pack_sealed(
@@ -141,9 +143,11 @@ def pack_sealed(
     return head[1:] + tail
 
 
-def unpack_sealed(stamp: bytes, inner: bytes) -> Envelope | None:
-    """The envelope of an opened seal's ``inner`` bytes, read under ``stamp``; ``None`` when
-    they are shorter than their flags announce or are themselves marked sealed."""
-    if not inner or inner[0] & FLAG_SEALED:
+def unpack_sealed(stamp: bytes, inner: bytes, begin: int = 0, end: int | None = None
+                  ) -> Envelope | None:
+    """The envelope of an opened seal's inner bytes ``inner[begin:end]``, read under ``stamp``
+    (without copying them first); ``None`` when they are shorter than their flags announce or
+    are themselves marked sealed."""
+    if (len(inner) if end is None else end) <= begin or inner[begin] & FLAG_SEALED:
         return None
-    return _read(inner, inner[0], 1, stamp)
+    return _read(inner, inner[begin], begin + 1, stamp, end)

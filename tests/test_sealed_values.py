@@ -372,6 +372,56 @@ def test_ciphertext_moved_to_another_key_is_a_miss(make: Callable[..., RedisCach
     assert cache.rejected_values == 2
 
 
+class CountingSealer:
+    """Stands in front of a cache's Sealer and counts the values it opens (the cryptography)."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self.sealer = sealer
+        self.opened = 0
+
+    def open_at(self, key_name: bytes, data: bytes, start: int) -> tuple[bytes, int, int]:
+        self.opened += 1
+        return self.sealer.open_at(key_name, data, start)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sealer, name)
+
+
+@pytest.mark.parametrize("keys", [{"signing_key": SIGN_A}, {"encryption_key": ENC}],
+                         ids=["signed", "encrypted"])
+def test_the_same_bytes_read_again_are_not_checked_again_any_change_is(
+        make: Callable[..., RedisCaching], raw: redis.Redis, driver: Driver,
+        keys: dict[str, bytes]) -> None:
+    """Reading the stored bytes that opened last time skips the seal's cryptography; a flipped
+    bit, or a value copied from another key, is checked (and rejected) on every read; the value
+    that opened before is served again without a check once it is back."""
+    cache = make(**keys)
+    codec = cache.engine.codec
+    counting = CountingSealer(codec.sealer)  # type: ignore[arg-type]
+    codec.sealer = counting  # type: ignore[assignment]
+    driver.call(cache, "set", "o:a", {"n": 1})
+    driver.call(cache, "set", "o:b", {"n": 2})
+    for _ in range(3):
+        assert driver.call(cache, "get", "o:a") == {"n": 1}
+    assert counting.opened == 1
+    good = raw.get("o:a")
+    flipped = bytearray(good)
+    flipped[-5] ^= 0x10
+    raw.set("o:a", bytes(flipped))
+    for reads in (2, 3):
+        assert driver.call(cache, "get", "o:a", "miss") == "miss"
+        assert counting.opened == reads  # a rejected value is never remembered
+    assert driver.call(cache, "get", "o:b") == {"n": 2}
+    assert counting.opened == 4
+    raw.set("o:a", raw.get("o:b"))  # opened at o:b, so not at o:a
+    assert driver.call(cache, "get", "o:a", "miss") == "miss"
+    assert counting.opened == 5
+    assert cache.rejected_values == 3
+    raw.set("o:a", good)
+    assert driver.call(cache, "get", "o:a") == {"n": 1}
+    assert counting.opened == 5
+
+
 def test_encrypt_per_function_on_a_signing_cache(make: Callable[..., RedisCaching],
                                                  raw: redis.Redis, driver: Driver) -> None:
     """encrypt=False on the cache signs by default; @cached(encrypt=True) encrypts one function
