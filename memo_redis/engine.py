@@ -36,6 +36,7 @@ from .config import (
     sealing_keys_from_env,
 )
 from .exceptions import CacheUnavailable, ConfigError
+from .keys import require_utf8
 from .layout import INTERNAL_PREFIX, KeyLayout
 from .local import LocalCache
 from .protocol.invalidation import Invalidator
@@ -136,6 +137,7 @@ class Engine:
             raise ConfigError(
                 f"namespace must be a non-empty string without '*', got {namespace!r}"
             )
+        require_utf8(namespace, "namespace")
         if (namespace + ":").startswith(INTERNAL_PREFIX):
             raise ConfigError(f"namespace {namespace!r} is in the {INTERNAL_PREFIX!r} "
                               "namespace, reserved for memo_redis's bookkeeping keys")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from memo_redis import ConfigError, RedisArgs, RedisCaching, cached
+from memo_redis import ConfigError, RedisArgs, RedisCaching, cached, invalidates
 from memo_redis.keys import KeyTemplate, segment_escape
 from memo_redis.sql import get_data_from_table, table_pattern, update_data_in_table
 
@@ -117,3 +117,32 @@ def test_non_finite_cache_timeouts_are_refused(option: str, value: float) -> Non
     """RedisCaching(lock_timeout=inf) and friends are ConfigErrors naming the option."""
     with pytest.raises(ConfigError, match=f"{option} must be a finite number"):
         RedisCaching("redis://127.0.0.1:1/0", **{option: value})
+
+
+LONE = "\udc80"  # what a surrogateescape decode of a stray byte leaves
+
+
+@pytest.mark.parametrize("where", ["namespace", "category", "prefix", "decorator namespace",
+                                   "invalidates pattern"])
+def test_lone_surrogates_in_configured_text_are_refused_at_once(where: str) -> None:
+    """Text no key could be sent with (a lone surrogate cannot be encoded as UTF-8) is a
+    ConfigError naming the option when the cache or decorator is built, not an exception in
+    every later call."""
+
+    def fetch(table: str) -> str:
+        return table
+
+    with pytest.raises(ConfigError, match="lone surrogate") as info:
+        if where == "namespace":
+            RedisCaching("redis://127.0.0.1:1/0", namespace=f"app{LONE}")
+        elif where == "category":
+            cached(category=f"data{LONE}")(fetch)
+        elif where == "prefix":
+            cached(prefix=f"sql{LONE}:{{table}}")(fetch)
+        elif where == "decorator namespace":
+            cached(namespace=f"app{LONE}")(fetch)
+        else:
+            invalidates(f"sql{LONE}:{{table}}:*")(fetch)
+    message = str(info.value)
+    assert where.split()[-1] in message or "key template" in message
+    assert "'\\udc80' at index" in message

@@ -20,6 +20,7 @@ from ..keys import (
     canonical_encode,
     fingerprint_of,
     glob_escape,
+    require_utf8,
 )
 from ..layout import INTERNAL_PREFIX
 
@@ -53,6 +54,7 @@ class KeyPlan:
             raise ConfigError(
                 f"category must be a non-empty string without ':' or '*', got {category!r}"
             )
+        require_utf8(category, "category")
         if key is not None and not callable(key):
             raise ConfigError(f"key must be a callable returning a str, got {type(key).__name__}")
         if digest_length is not None:
@@ -66,6 +68,8 @@ class KeyPlan:
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
             raise ConfigError(f"prefix must be a non-empty str or None, got {prefix!r}")
         for name, value in (("prefix", prefix), ("namespace", namespace)):
+            if value is not None:
+                require_utf8(value, name)
             if value is not None and (value + ":").startswith(INTERNAL_PREFIX):
                 raise ConfigError(f"{name} {value!r} is in the {INTERNAL_PREFIX!r} namespace, "
                                   "reserved for memo_redis's bookkeeping keys")

@@ -27,7 +27,7 @@ from .globs import (
     segment_prefixes,
 )
 from .seed import build_cache_key, seed_digest
-from .templates import KeyTemplate, segment_escape
+from .templates import KeyTemplate, require_utf8, segment_escape
 
 __all__ = [
     "MAX_DEPTH",
@@ -42,6 +42,7 @@ __all__ = [
     "is_glob",
     "literal_prefix",
     "matches",
+    "require_utf8",
     "scope_pattern",
     "seed_digest",
     "segment_escape",

@@ -13,7 +13,7 @@ from memo_redis.exceptions import ConfigError
 from .canonical import type_name
 from .globs import glob_escape
 
-__all__ = ["KeyTemplate", "segment_escape"]
+__all__ = ["KeyTemplate", "require_utf8", "segment_escape"]
 
 
 class KeyTemplate:
@@ -37,6 +37,7 @@ class KeyTemplate:
             raise ConfigError(
                 f"key template of {owner} must be a str, got {type(template).__name__} {template!r}"
             )
+        require_utf8(template, f"key template of {owner}")
         self.template = template
         self.owner = owner
         try:
@@ -137,6 +138,20 @@ _RESERVED = "__memo__"
 a floor above): no rendered template may start with it."""
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
+
+
+def require_utf8(text: str, what: str) -> None:
+    """Raise :class:`ConfigError` naming ``what`` when ``text`` holds a lone surrogate: such
+    text cannot be encoded as UTF-8, so no key made of it could ever be sent to Redis (each
+    call would fail instead of this one configuration error).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{what} {text!r} holds a lone surrogate ({text[exc.start]!r} at index "
+            f"{exc.start}), which cannot be encoded as UTF-8 for Redis"
+        ) from None
 
 
 def segment_escape(text: str) -> str:
