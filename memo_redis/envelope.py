@@ -108,15 +108,13 @@ def unpack(raw: bytes) -> Envelope | None:
     """
     if not raw or raw[0] != MAGIC or len(raw) < _HEADER:
         return None
-    return _read(raw, raw[1], _HEADER, raw[2:_HEADER])
+    return _read(raw, raw[1], _HEADER, len(raw), raw[2:_HEADER])
 
 
-def _read(data: bytes, flags: int, pos: int, stamp: bytes, end: int | None = None
-          ) -> Envelope | None:
+def _read(data: bytes, flags: int, pos: int, end: int, stamp: bytes) -> Envelope | None:
     """The fields ``flags`` announces from ``data[pos:end]``, then the body; ``None`` when
     that is too short for them."""
-    if (len(data) if end is None else end) < pos + _OPTIONAL_SIZE[
-            flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
+    if end < pos + _OPTIONAL_SIZE[flags & (FLAG_FINGERPRINT | FLAG_EARLY)]:
         return None
     fingerprint = None
     expires_ms = delta_ms = 0
@@ -148,6 +146,8 @@ def unpack_sealed(stamp: bytes, inner: bytes, begin: int = 0, end: int | None = 
     """The envelope of an opened seal's inner bytes ``inner[begin:end]``, read under ``stamp``
     (without copying them first); ``None`` when they are shorter than their flags announce or
     are themselves marked sealed."""
-    if (len(inner) if end is None else end) <= begin or inner[begin] & FLAG_SEALED:
+    if end is None:
+        end = len(inner)
+    if end <= begin or inner[begin] & FLAG_SEALED:
         return None
-    return _read(inner, inner[begin], begin + 1, stamp, end)
+    return _read(inner, inner[begin], begin + 1, end, stamp)

@@ -158,7 +158,7 @@ class ValueCodec:
         opened = self.opened.get(key, raw)
         if opened is None:
             try:
-                opened = sealer.open_at(key.encode("utf-8", "surrogateescape"), raw, _HEAD)
+                opened = sealer.open_at(key_name(key), raw, _HEAD)
             except TamperedValue as exc:
                 self.reject(key, f"failed its seal check: {exc}", count)
                 return MISS, None
