@@ -29,6 +29,9 @@ __all__ = [
 # redis-py leaves parse_url unannotated; state the types it returns once, here.
 _parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 
+REDIS_DEFAULT_PORT = 6379
+"""redis-py's port when none is set: memo_redis leaves it unset and names it only to describe a
+target and to seed a cluster's discovery."""
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _SCHEMES = ("redis://", "rediss://", "unix://")
@@ -247,7 +250,7 @@ class RedisArgs:
         else:
             scheme = "rediss" if kw.get("ssl") else "redis"
             user = f"{kw['username']}@" if "username" in kw else ""
-            host = f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+            host = f"{kw.get('host', 'localhost')}:{kw.get('port', REDIS_DEFAULT_PORT)}"
             target = f"{scheme}://{user}{host}/{db}{extras}"
         return f"cluster {target}" if self.cluster else target
 

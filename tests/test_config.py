@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import redis
 
+from memo_redis import config
 from memo_redis.config import RedisArgs, parse_bool, parse_host_ports
 from memo_redis.exceptions import ConfigError, MemoRedisError
 
@@ -30,7 +31,9 @@ def test_empty_environment_gives_defaults() -> None:
     assert args == RedisArgs()
     assert args.to_redis_kwargs() == {"decode_responses": True}
     assert args.mode == "standalone"
-    assert args.describe() == "redis://localhost:6379/0"
+    # Nothing sets the port: redis-py's own default is what describe() names.
+    assert redis.connection.Connection().port == config.REDIS_DEFAULT_PORT  # never connects
+    assert args.describe() == f"redis://localhost:{config.REDIS_DEFAULT_PORT}/0"
 
 
 def test_seed_socket_example_gives_exact_kwargs() -> None:

@@ -102,13 +102,13 @@ def test_any_tls_setting_turns_tls_on(pem: dict[str, str], variable: str) -> Non
     value = {"REDIS_SSL": "yes", "REDIS_SSL_CERT_REQS": "required",
              "REDIS_SSL_CA_CERTS": pem["ca.crt"], "REDIS_SSL_CERTFILE": pem["client.crt"],
              "REDIS_SSL_KEYFILE": pem["client.key"]}[variable]
-    env = {"REDIS_HOST": "cache", variable: value}
+    env = {"REDIS_HOST": "cache", "REDIS_PORT": "7000", variable: value}
     if variable == "REDIS_SSL_KEYFILE":
         env["REDIS_SSL_CERTFILE"] = pem["client.crt"]
     args = RedisArgs.from_env(env)
     assert args.tls is True
     assert args.to_redis_kwargs()["ssl"] is True
-    assert args.describe().startswith("rediss://cache:6379/0")
+    assert args.describe().startswith("rediss://cache:7000/0")
     redis_client = redis.Redis(**args.to_redis_kwargs())  # no connection is made
     assert issubclass(redis_client.connection_pool.connection_class, SSLConnection)
 

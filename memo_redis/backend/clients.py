@@ -14,7 +14,7 @@ from redis.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.sentinel import SentinelConnectionPool
 
-from ..config import RedisArgs
+from ..config import REDIS_DEFAULT_PORT, RedisArgs
 
 DEFAULT_SOCKET_TIMEOUT = 1.0
 """Seconds per command and per connect when the configuration sets none: a cache must answer
@@ -34,7 +34,7 @@ def connection_kwargs(args: RedisArgs) -> dict[str, Any]:
 def _seed_nodes(args: RedisArgs, kwargs: dict[str, Any]) -> list[tuple[str, int]]:
     if args.cluster_nodes:
         return list(args.cluster_nodes)
-    return [(kwargs.get("host") or "127.0.0.1", int(kwargs.get("port") or 6379))]
+    return [(kwargs.get("host") or "127.0.0.1", int(kwargs.get("port") or REDIS_DEFAULT_PORT))]
 
 
 def _without(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -175,7 +175,8 @@ def build_async_twin(client: Any) -> Any:
     kwargs = dict(pool.connection_kwargs)
     address: dict[str, Any] = (
         {"unix_socket_path": kwargs["path"]} if kwargs.get("path")
-        else {"host": kwargs.get("host", "localhost"), "port": kwargs.get("port", 6379)}
+        else {"host": kwargs.get("host", "localhost"),
+              "port": kwargs.get("port", REDIS_DEFAULT_PORT)}
     )
     return redis.asyncio.Redis(**address, retry=retry,
                                **_portable(kwargs, redis.asyncio.Redis, _is_ssl(pool)))
@@ -204,7 +205,7 @@ def describe_client(client: Any) -> tuple[str, str | None]:
             target = f"unix://{kwargs['path']} db={db}"
         else:
             scheme = "rediss" if _is_ssl(pool) else "redis"
-            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', REDIS_DEFAULT_PORT)}"
             target = f"{scheme}://{where}/{db}"
     password = kwargs.get("password")
     return f"client {target}", password if isinstance(password, str) else None
